@@ -15,7 +15,7 @@ $(BIN)/python:
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(if $(TORCH_PIN),$(BIN)/python -m pip install --quiet "$(TORCH_PIN)")
+	$(if $(TORCH_PIN),$(BIN)/python -m pip install --quiet $(TORCH_PIN))
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $@
 

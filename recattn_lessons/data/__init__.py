@@ -1,0 +1,18 @@
+"""Data for the recommender lessons (04-06).
+
+- :mod:`.movielens`  offline MovieLens as per-user sequences (``load_movielens``)
+- :mod:`.splits`     leave-one-out split and evaluation histories
+- :mod:`.batching`   training windows, batches, negative sampling
+- :mod:`.grouplens`  ML-1M / ML-20M downloader (optional, online)
+- :mod:`.synthetic`  planted cause -> effect sequences (lesson 06)
+"""
+
+from .batching import Batch, SeenIndex, Windows, iterate_batches, sample_negatives, sliding_windows
+from .movielens import Interactions, interactions_from_frame, load_movielens
+from .splits import Split, histories, leave_one_out, left_pad
+
+__all__ = [
+    "Interactions", "load_movielens", "interactions_from_frame",
+    "Split", "leave_one_out", "histories", "left_pad",
+    "Windows", "Batch", "sliding_windows", "SeenIndex", "sample_negatives", "iterate_batches",
+]

@@ -1,0 +1,114 @@
+"""Leave-one-out split and evaluation histories (lesson 05).
+
+For each user with sequence ``s`` (oldest first):
+
+- ``test_target``  = ``s[-1]``  (the last item),
+- ``valid_target`` = ``s[-2]``  (the second-to-last),
+- ``train``        = ``s[:-2]`` (everything before).
+
+Models are fitted on ``train``, selected on ``valid_target`` and reported on
+``test_target``. At test time the history also contains the validation
+item, so the model sees everything that happened before the test item.
+
+Users with fewer than ``min_length`` (default 3) items cannot give one
+training item plus two held-out items; they are **left out** of the split
+(``Split.users`` lists the kept users' indices, ``Split.n_dropped`` counts
+the others). MovieLens has no such users (every user rated 20+ movies).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from .movielens import Interactions
+
+__all__ = ["Split", "leave_one_out", "histories", "left_pad"]
+
+
+@dataclass(frozen=True)
+class Split:
+    """A leave-one-out split. Row ``r`` of every field is user ``users[r]``.
+
+    Attributes:
+        train: per-user training sequences (all but the last two items).
+        valid_target: ``(U,)`` second-to-last item of each user.
+        test_target: ``(U,)`` last item of each user.
+        users: ``(U,)`` index of each row's user in the source
+            :class:`Interactions`.
+        n_items: item ids run ``1..n_items``; 0 is padding.
+        n_dropped: users left out for having too few items.
+    """
+
+    train: list[Tensor]
+    valid_target: Tensor
+    test_target: Tensor
+    users: Tensor
+    n_items: int
+    n_dropped: int = 0
+
+    @property
+    def n_users(self) -> int:
+        return len(self.train)
+
+    def seen(self, stage: str) -> list[Tensor]:
+        """Each user's history before the held-out item of ``stage``."""
+        _check_stage(stage)
+        if stage == "valid":
+            return list(self.train)
+        return [torch.cat([t, v.view(1)]) for t, v in zip(self.train, self.valid_target)]
+
+    def targets(self, stage: str) -> Tensor:
+        """``(U,)`` held-out items of ``stage`` ('valid' or 'test')."""
+        _check_stage(stage)
+        return self.valid_target if stage == "valid" else self.test_target
+
+
+def _check_stage(stage: str) -> None:
+    if stage not in ("valid", "test"):
+        raise ValueError(f"stage must be 'valid' or 'test', got {stage!r}")
+
+
+def leave_one_out(interactions: Interactions, min_length: int = 3) -> Split:
+    """Split every user's sequence into train / validation / test items."""
+    if min_length < 3:
+        raise ValueError(f"min_length must be at least 3 (1 train + 2 held out), got {min_length}")
+    keep = [u for u, s in enumerate(interactions.sequences) if len(s) >= min_length]
+    if not keep:
+        raise ValueError(f"no user has {min_length}+ items; nothing to split")
+    seqs = [interactions.sequences[u] for u in keep]
+    return Split(
+        train=[s[:-2] for s in seqs],
+        valid_target=torch.stack([s[-2] for s in seqs]),
+        test_target=torch.stack([s[-1] for s in seqs]),
+        users=torch.tensor(keep, dtype=torch.long),
+        n_items=interactions.n_items,
+        n_dropped=interactions.n_users - len(keep),
+    )
+
+
+def left_pad(sequences: list[Tensor], maxlen: int) -> Tensor:
+    """``(U, maxlen)``: the last ``maxlen`` items of each sequence, right-aligned.
+
+    Shorter sequences are padded with 0 on the left, so the most recent item
+    is always in the last column (what SASRec-style models read out).
+    """
+    if maxlen < 1:
+        raise ValueError(f"maxlen must be positive, got {maxlen}")
+    out = torch.zeros(len(sequences), maxlen, dtype=torch.long)  # (U, L)
+    for u, s in enumerate(sequences):  # one copy per user, not per item
+        s = s[-maxlen:]
+        if len(s):
+            out[u, maxlen - len(s):] = s
+    return out
+
+
+def histories(split: Split, stage: str = "valid", maxlen: int = 50) -> Tensor:
+    """``(U, maxlen)`` left-padded histories to score at evaluation time.
+
+    For ``stage='valid'`` the history is the training sequence; for
+    ``stage='test'`` it also ends with the validation item.
+    """
+    return left_pad(split.seen(stage), maxlen)

@@ -1,0 +1,231 @@
+"""Is attention an explanation? Attribution methods and a planted-cause check (lesson 06).
+
+Four ways to say which history position "caused" a recommendation, each
+returning one score per position, ``(B, L)`` (higher = more responsible):
+
+- :func:`attention_attribution` the weights the final query puts on each
+  position (one layer, one head or the mean over heads);
+- :func:`attention_rollout` attention multiplied through the layers with
+  the residual path added (Abnar & Zuidema, 2020);
+- :func:`gradient_x_input` gradient of the target's score with respect to
+  the item embeddings, times those embeddings, summed over features;
+- :func:`occlusion` how much the target's score drops when one item is
+  removed from the history.
+
+:func:`top1_hit_rate` says how often the top-scored position is the planted
+cause (``recattn_lessons.data.synthetic``); :func:`uniform_top1` is the
+chance level. Jain & Wallace (2019, "Attention is not Explanation") showed
+attention weights often disagree with gradient- and removal-based
+importance; Wiegreffe & Pinter (2019, "Attention is not not Explanation")
+answered that whether attention explains depends on the model and the test.
+Here we simply measure it, on data where the true cause is known.
+
+Models follow the course's contract (``recattn_lessons.models``):
+``forward(history, return_attention=True) -> (hidden, [(B, H, L, L), ...])``
+and ``score(history, candidates) -> (B, C)``.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+__all__ = [
+    "attention_attribution",
+    "attention_rollout",
+    "gradient_x_input",
+    "occlusion",
+    "remove_position",
+    "top1_hit_rate",
+    "uniform_top1",
+    "attributions",
+]
+
+
+def _check_history(history: Tensor) -> None:
+    if not isinstance(history, Tensor) or history.dim() != 2 or history.dtype != torch.long:
+        got = tuple(history.shape) if isinstance(history, Tensor) else type(history).__name__
+        raise ValueError(
+            f"history must be a LongTensor (B, L) of item ids left-padded with 0, "
+            f"got {got}; for one user use history[None]"
+        )
+
+
+@torch.no_grad()
+def _attention(model: nn.Module, history: Tensor) -> list[Tensor]:
+    out = model(history, return_attention=True)
+    if not isinstance(out, tuple) or len(out) != 2:
+        raise TypeError(
+            f"{type(model).__name__}(history, return_attention=True) must return "
+            f"(hidden, attn); this model does not expose self-attention weights"
+        )
+    return list(out[1])
+
+
+def attention_attribution(model: nn.Module, history: Tensor, layer: int = -1,
+                          head: int | None = None) -> Tensor:
+    """Weights of the final query (the one that predicts the next item), ``(B, L)``.
+
+    ``layer`` indexes the model's layers (-1 = last); ``head=None`` averages
+    over heads.
+    """
+    _check_history(history)
+    a = _attention(model, history)[layer]  # (B, H, L, L)
+    a = a.mean(dim=1) if head is None else a[:, head]  # (B, L, L)
+    return a[:, -1, :]  # (B, L): query at the last position
+
+
+def attention_rollout(model: nn.Module, history: Tensor, residual: bool = True) -> Tensor:
+    """Attention rollout of the final query, ``(B, L)`` (Abnar & Zuidema, 2020).
+
+    Per layer, average the heads and (with ``residual``) add the identity for
+    the skip connection: A' = (A + I) / 2, renormalised by rows. The product
+    A'_n ... A'_1 says how much each input position flows into the last
+    query through every path, not just the last layer's weights.
+    """
+    _check_history(history)
+    attn = _attention(model, history)
+    B, _, L, _ = attn[0].shape
+    flow = torch.eye(L, device=history.device).expand(B, L, L)  # (B, L, L)
+    for a in attn:
+        a = a.mean(dim=1)  # (B, L, L)
+        if residual:
+            a = 0.5 * a + 0.5 * torch.eye(L, device=a.device)
+            a = a / a.sum(-1, keepdim=True).clamp_min(1e-12)
+        flow = a @ flow  # (B, L, L)
+    return flow[:, -1, :]  # (B, L)
+
+
+def _target_scores(model: nn.Module, history: Tensor, target: Tensor) -> Tensor:
+    target = torch.as_tensor(target, device=history.device)
+    if target.shape != (history.shape[0],):
+        raise ValueError(
+            f"target must hold one item id per history, shape ({history.shape[0]},), "
+            f"got {tuple(target.shape)}"
+        )
+    return model.score(history, target[:, None])[:, 0]  # (B,)
+
+
+def gradient_x_input(model: nn.Module, history: Tensor, target: Tensor) -> Tensor:
+    """Gradient x input of the target's score per history position, ``(B, L)``.
+
+    Hooks the ``nn.Embedding`` that reads ``history`` (the item embedding),
+    then sums ``grad * embedding`` over features. Positive = pushes the
+    target's score up. The model's parameters are left untouched (their
+    ``.grad`` is restored afterwards).
+    """
+    _check_history(history)
+    captured: list[Tensor] = []
+
+    def hook(module, inputs, output):
+        if inputs and isinstance(inputs[0], Tensor) and inputs[0].shape == history.shape \
+                and torch.equal(inputs[0], history):
+            output.retain_grad()
+            captured.append(output)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, nn.Embedding)]
+    saved = {p: p.grad for p in model.parameters()}
+    try:
+        with torch.enable_grad():
+            scores = _target_scores(model, history, target)  # (B,)
+            if not captured:
+                raise TypeError(
+                    f"{type(model).__name__} did not look history up in an nn.Embedding; "
+                    f"gradient x input needs the item embedding of the history"
+                )
+            emb = captured[0]  # (B, L, D)
+            scores.sum().backward()
+        return (emb.grad * emb).sum(-1).detach()  # (B, L)
+    finally:
+        for h in handles:
+            h.remove()
+        for p, g in saved.items():
+            p.grad = g
+
+
+def remove_position(history: Tensor, j: Tensor) -> Tensor:
+    """``history[b]`` without its item at column ``j[b]``, shifted right and
+    left-padded again, ``(n, L)``: "what if the user had not watched it".
+
+    Removing (rather than overwriting with padding) keeps the most recent
+    item in the last column, where SASRec reads its prediction.
+    """
+    n, L = history.shape
+    p = torch.arange(L, device=history.device)[None, :]  # (1, L)
+    src = p - 1 + (p > j[:, None]).long()  # (n, L): source column of each slot
+    out = history.gather(1, src.clamp(min=0))  # (n, L)
+    return out.masked_fill(src < 0, 0)
+
+
+@torch.no_grad()
+def occlusion(model: nn.Module, history: Tensor, candidates: Tensor) -> Tensor:
+    """Score drop of each candidate when each history item is removed.
+
+    Args:
+        history: ``(B, L)`` left-padded item ids.
+        candidates: ``(B,)`` (one target each) or ``(B, C)``.
+
+    Returns:
+        ``(B, L)`` or ``(B, C, L)``: score(full) - score(without item j)
+        (see :func:`remove_position`); zero at padding. One forward pass per
+        real position, batched.
+    """
+    _check_history(history)
+    single = candidates.dim() == 1
+    cands = candidates[:, None] if single else candidates  # (B, C)
+    if cands.shape[0] != history.shape[0]:
+        raise ValueError(f"candidates has {cands.shape[0]} rows for {history.shape[0]} histories")
+    B, L = history.shape
+    full = model.score(history, cands)  # (B, C)
+    drops = torch.zeros(B, cands.shape[1], L, device=history.device)
+    rows = (history != 0).nonzero()  # (n, 2): (user, column) of every real item
+    for chunk in rows.split(4096):
+        b, j = chunk[:, 0], chunk[:, 1]
+        drops[b, :, j] = full[b] - model.score(remove_position(history[b], j), cands[b])
+    return drops[:, 0] if single else drops
+
+
+def top1_hit_rate(attribution: Tensor, cause_index: Tensor, history: Tensor) -> float:
+    """Share of users whose top-attributed real position is the planted cause.
+
+    Padding positions never win. Ties count as a hit only for the share of
+    tied positions (a tie between k positions that includes the cause scores
+    1/k), so a constant attribution scores exactly the chance level.
+    """
+    _check_history(history)
+    if attribution.shape != history.shape:
+        raise ValueError(f"attribution {tuple(attribution.shape)} must match history "
+                         f"{tuple(history.shape)}: one score per position")
+    a = attribution.double().masked_fill(history == 0, float("-inf"))  # (B, L)
+    best = a.max(dim=1, keepdim=True).values
+    top = a == best  # (B, L): every position tied for first
+    hit = top.gather(1, cause_index.view(-1, 1).to(history.device)).squeeze(1)
+    return (hit.double() / top.sum(1).double()).mean().item()
+
+
+def uniform_top1(history: Tensor) -> float:
+    """Chance level: a random real position is the cause with probability 1 / length."""
+    _check_history(history)
+    return (1.0 / (history != 0).sum(1).double()).mean().item()
+
+
+def attributions(model: nn.Module, history: Tensor, target: Tensor) -> dict[str, Tensor]:
+    """Every method at once: ``{name: (B, L)}`` for the final query.
+
+    Names: ``attention`` (last layer, mean over heads), ``attention_layer{i}``
+    (each layer, mean over heads), ``rollout``, ``gradient``, ``occlusion``.
+    """
+    was_training = model.training
+    model.eval()
+    try:
+        attn = _attention(model, history)
+        out = {"attention": attn[-1].mean(1)[:, -1]}
+        for i, a in enumerate(attn):
+            out[f"attention_layer{i + 1}"] = a.mean(1)[:, -1]
+        out["rollout"] = attention_rollout(model, history)
+        out["gradient"] = gradient_x_input(model, history, target)
+        out["occlusion"] = occlusion(model, history, target)
+        return out
+    finally:
+        model.train(was_training)

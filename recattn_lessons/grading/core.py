@@ -1,0 +1,251 @@
+"""The checker's engine: results, friendly errors, case runner, diagnosis.
+
+Introduced with the interview exercises (``solutions/``, ``exercises/``).
+
+A check grades the learner's function on randomized cases against a
+reference written independently of the solutions. When an output is wrong
+it is compared (``allclose`` on the very same inputs) with each known buggy
+variant from :mod:`recattn_lessons.grading.mistakes`; a match names the bug.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+import os
+import traceback
+from dataclasses import dataclass, field
+from typing import Any, Callable, Sequence
+
+import torch
+from torch import Tensor
+
+__all__ = ["CheckResult", "CheckFailure", "Case", "Mistake", "Exercise",
+           "learner_error", "run_cases", "tolerances", "close"]
+
+_PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+_TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
+_STDLIB_DIR = os.path.dirname(os.path.abspath(traceback.__file__))
+_ICONS = {"passed": "✅", "failed": "❌", "not attempted": "⏳"}
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """Verdict of ``check(exercise_id, fn)``; prints plainly, renders in Jupyter."""
+
+    passed: bool
+    message: str
+    exercise_id: str = ""
+    attempted: bool = True
+
+    @property
+    def status(self) -> str:
+        """``"passed"``, ``"failed"`` or ``"not attempted"``."""
+        if not self.attempted:
+            return "not attempted"
+        return "passed" if self.passed else "failed"
+
+    def __str__(self) -> str:
+        return f"{_ICONS[self.status]} {self.exercise_id}: {self.status}\n{self.message}"
+
+    def __bool__(self) -> bool:
+        return self.passed
+
+    def _repr_markdown_(self) -> str:
+        body = self.message.replace("\n", "  \n")
+        return f"**{_ICONS[self.status]} `{self.exercise_id}`: {self.status}**  \n{body}"
+
+    def _repr_html_(self) -> str:
+        colour = {"passed": "#1a7f37", "failed": "#cf222e", "not attempted": "#9a6700"}
+        return (f'<div style="border-left:4px solid {colour[self.status]};padding:4px 8px">'
+                f"<b>{_ICONS[self.status]} <code>{html.escape(self.exercise_id)}</code>: "
+                f"{self.status}</b><br><pre style=\"white-space:pre-wrap;margin:0\">"
+                f"{html.escape(self.message)}</pre></div>")
+
+
+class CheckFailure(Exception):
+    """Raised inside a checker: the learner's answer is wrong; ``str`` says why."""
+
+
+@dataclass(frozen=True)
+class Case:
+    """One graded call: ``fn(*args, **kwargs)`` described in words for messages."""
+
+    desc: str
+    args: tuple
+    kwargs: dict = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Mistake:
+    """A known bug, as code: ``fn`` computes the buggy answer on the same inputs."""
+
+    name: str
+    explain: str
+    fn: Callable[..., Any]
+
+
+@dataclass(frozen=True)
+class Exercise:
+    """One exercise: where it lives, how it is called, and how it is graded."""
+
+    id: str
+    notebook: str  # stem of the notebook in solutions/ and exercises/
+    title: str
+    signature: str
+    checker: Callable[[Callable], str]  # raises CheckFailure; returns a success note
+    difficulty: str = "medium"  # easy | medium | hard
+    minutes: int = 15
+
+
+def tolerances(dtype: torch.dtype) -> dict:
+    """allclose tolerances that a correct float32 / float64 answer meets."""
+    if dtype == torch.float64:
+        return {"rtol": 1e-7, "atol": 1e-9}
+    return {"rtol": 2e-4, "atol": 2e-5}
+
+
+def close(got: Any, want: Any, nan_as_zero: bool = False) -> bool:
+    """True when every part of ``got`` has ``want``'s shape and values."""
+    if isinstance(want, (tuple, list)):
+        return (isinstance(got, (tuple, list)) and len(got) == len(want)
+                and all(close(g, w, nan_as_zero) for g, w in zip(got, want)))
+    if not isinstance(want, Tensor):
+        try:
+            g, w = float(got), float(want)
+        except (TypeError, ValueError, RuntimeError):
+            return False
+        if math.isnan(w) or math.isinf(w):
+            return g == w or (math.isnan(g) and math.isnan(w))
+        return abs(g - w) <= 1e-9 + 1e-6 * abs(w)
+    if not isinstance(got, Tensor) or got.shape != want.shape:
+        return False
+    if got.dtype == torch.bool or want.dtype == torch.bool:
+        return got.dtype == want.dtype and bool((got == want).all())
+    g, w = got.detach().double(), want.detach().double()
+    if nan_as_zero:
+        g, w = g.nan_to_num(0.0, 0.0, 0.0), w.nan_to_num(0.0, 0.0, 0.0)
+    return torch.allclose(g, w, equal_nan=True, **tolerances(want.dtype))
+
+
+def _is_learner_frame(filename: str) -> bool:
+    path = os.path.abspath(filename)
+    return not (path.startswith(_PKG_DIR) or path.startswith(_TORCH_DIR)
+                or path.startswith(_STDLIB_DIR) or "site-packages" in path)
+
+
+def learner_error(exc: BaseException, signature: str = "", case: str = "") -> str:
+    """A short message pointing at the learner's line instead of a traceback."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if _is_learner_frame(f.filename)]
+    what = f"{type(exc).__name__}: {exc}".strip()
+    where = f" on {case}" if case else ""
+    if not frames:
+        hint = f" Check that it can be called as {signature}." if signature else ""
+        return f"Calling your code raised {what}{where}.{hint}"
+    f = frames[-1]
+    name = os.path.basename(f.filename)
+    if name.startswith("<"):  # "<cell 5>" from the list command
+        place = name.strip("<>")
+    elif "ipykernel" in f.filename or "ipython-input" in f.filename:
+        place = "its cell"  # the notebook cell's temp file name changes per run
+    else:
+        place = name
+    code = f"\n    {f.line.strip()}" if f.line else ""
+    return (f"Your code raised {what}{where}\n"
+            f"  at line {f.lineno} of {place}, in {f.name}():{code}")
+
+
+def _shape(x: Any) -> str:
+    if isinstance(x, Tensor):
+        return str(tuple(x.shape)) if x.dim() else "a 0-d tensor"
+    if isinstance(x, (tuple, list)):
+        return f"a {type(x).__name__} of {len(x)}"
+    return type(x).__name__
+
+
+def _structure(got: Any, want: Any, names: Sequence[str]) -> str | None:
+    """Describe a type/shape/dtype mismatch, or None when the structure fits."""
+    if isinstance(want, tuple):
+        if not isinstance(got, (tuple, list)) or len(got) != len(want):
+            return f"should return a tuple ({', '.join(names)}), got {_shape(got)}"
+        for g, w, n in zip(got, want, names):
+            msg = _structure(g, w, [n])
+            if msg:
+                return msg
+        return None
+    name = names[0]
+    if not isinstance(want, Tensor):
+        if isinstance(got, Tensor) and got.numel() != 1:
+            return f"{name} should be one number (the mean over users), got shape {_shape(got)}"
+        try:
+            float(got)
+        except (TypeError, ValueError):
+            return f"{name} should be a number, got {type(got).__name__}"
+        return None
+    if not isinstance(got, Tensor):
+        return f"{name} should be a torch.Tensor, got {type(got).__name__}"
+    if got.shape != want.shape:
+        return f"{name} has the wrong shape: expected {_shape(want)}, got {_shape(got)}"
+    if want.dtype == torch.bool and got.dtype != torch.bool:
+        return f"{name} should be a boolean tensor (True = may attend), got {got.dtype}; use .bool()"
+    if want.is_floating_point() and got.dtype != want.dtype:
+        return (f"{name} should keep the input dtype {want.dtype}, got {got.dtype}; "
+                f"avoid creating tensors without dtype=...")
+    return None
+
+
+def _first_error(got: Any, want: Any, names: Sequence[str]) -> str:
+    pairs = list(zip(got, want, names)) if isinstance(want, tuple) else [(got, want, names[0])]
+    for g, w, n in pairs:
+        if close(g, w):
+            continue
+        if not isinstance(w, Tensor):
+            return f"{n} is {float(g):.6g}, expected {float(w):.6g}"
+        g64, w64 = g.detach().double(), w.detach().double()
+        if torch.isnan(g64).any() and not torch.isnan(w64).any():
+            return f"{n} contains NaN where the reference is finite"
+        if w.dtype == torch.bool:
+            idx = tuple(int(i) for i in (g != w).nonzero()[0])
+            return f"{n}{list(idx)} is {bool(g[idx])}, expected {bool(w[idx])}"
+        err = (g64 - w64).abs().nan_to_num(float("inf"))
+        idx = tuple(int(i) for i in (err == err.max()).nonzero()[0])
+        return (f"{n} differs from the reference: at index {list(idx)} "
+                f"got {g64[idx].item():.6g}, expected {w64[idx].item():.6g}")
+    return "output differs from the reference"
+
+
+def diagnose(got: Any, case: Case, mistakes: Sequence[Mistake]) -> Mistake | None:
+    """The first catalogued mistake whose output equals ``got`` on this case."""
+    for nan_as_zero in (False, True):
+        for m in mistakes:
+            try:
+                with torch.no_grad():
+                    buggy = m.fn(*case.args, **case.kwargs)
+            except Exception:
+                continue
+            if close(got, buggy, nan_as_zero):
+                return m
+    return None
+
+
+def run_cases(fn: Callable, cases: Sequence[Case], reference: Callable,
+              mistakes: Sequence[Mistake] = (), names: Sequence[str] = ("output",),
+              signature: str = "") -> None:
+    """Grade ``fn`` on every case; raise CheckFailure at the first wrong one."""
+    for i, case in enumerate(cases, 1):
+        want = reference(*case.args, **case.kwargs)
+        where = f"case {i}/{len(cases)} ({case.desc})"
+        try:
+            got = fn(*case.args, **case.kwargs)
+        except NotImplementedError:
+            raise
+        except Exception as exc:
+            raise CheckFailure(learner_error(exc, signature, where)) from None
+        if close(got, want):
+            continue
+        problem = _structure(got, want, names) or _first_error(got, want, names)
+        found = diagnose(got, case, mistakes)
+        if found is not None:
+            raise CheckFailure(f"Likely bug: {found.name}. {found.explain}\n"
+                               f"Seen on {where}: {problem}.")
+        raise CheckFailure(f"Wrong answer on {where}: {problem}.")

