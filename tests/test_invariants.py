@@ -110,3 +110,13 @@ def test_causal_mask_reference_in_float32():
     x = torch.randn(1, 6, 4, generator=torch.Generator().manual_seed(0))
     out, w = scaled_dot_product_attention(x, x, x, mask=causal_mask(6))
     assert check_attention(w, out, x @ x.mT, x, causal_mask(6)).ok
+
+
+def test_keras_attended_values_are_not_weights():
+    # tf.keras Attention()([Q, K]) returns softmax(Q K^T) @ K (value = K), not weights:
+    # read as weights, its rows do not sum to 1.
+    q = torch.tensor(V)
+    k = torch.tensor([[1.0, 1, 1], [2, 2, 2], [3, 3, 3]], dtype=torch.float64)
+    attended, weights = scaled_dot_product_attention(q, k, k, scale=1.0)
+    assert check_attention(weights, output=attended, values=k).ok
+    assert "rows sum to 1" in check_attention(attended, scores=q @ k.T).failed

@@ -97,6 +97,24 @@ class PlantedSequences:
         """Effect ids of cause ids (same shape)."""
         return cause + self.config.n_pairs
 
+    def to_interactions(self):
+        """The same sequences as ``data.movielens.Interactions``, so the course's
+        training code (``train.run(config, data=...)``) accepts them.
+
+        Under ``leave_one_out`` the test target is each user's final effect
+        and training sees everything but the last two items, so the
+        cause -> effect rule is learned from the decoy pairs.
+        """
+        from recattn_lessons.data.movielens import Interactions
+
+        P = self.config.n_pairs
+        genres = [""] + ["cause"] * P + ["effect"] * P + ["filler"] * self.config.n_distractors
+        return Interactions(
+            sequences=list(self.sequences), n_users=self.n_users, n_items=self.n_items,
+            titles=list(self.titles), genres=genres,
+            raw_item_ids=[-1] + list(range(1, self.n_items + 1)),
+            raw_user_ids=list(range(self.n_users)), n_tied=0, n_tie_groups=0)
+
 
 def _titles(cfg: SyntheticConfig) -> list[str]:
     w = len(str(cfg.n_pairs))

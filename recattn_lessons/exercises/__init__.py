@@ -66,7 +66,12 @@ def strip_solutions(nb: nbformat.NotebookNode, name: str = "notebook") -> nbform
             cell.source = _strip_text(cell.source, ANSWER, where)
         cells.append(cell)
     nb.cells = cells
-    nb.metadata.pop("widgets", None)
+    # keep only what a kernel needs: executing a solution records versions here
+    nb.metadata = nbformat.from_dict({
+        "kernelspec": nb.metadata.get("kernelspec", {"display_name": "Python 3",
+                                                     "language": "python", "name": "python3"}),
+        "language_info": {"name": "python"},
+    })
     return nb
 
 

@@ -14,7 +14,8 @@ import torch
 
 from recattn_lessons.grading import exercises_attention, exercises_bugs, exercises_modules
 from recattn_lessons.grading import exercises_recsys
-from recattn_lessons.grading.core import CheckFailure, CheckResult, Exercise, learner_error
+from recattn_lessons.grading.core import (CheckFailure, CheckResult, Exercise, learner_error,
+                                          single_thread)
 from recattn_lessons.grading.hints import hint
 
 __all__ = ["check", "hint", "CheckResult", "EXERCISES", "get_exercise"]
@@ -49,7 +50,7 @@ def check(exercise_id: str, fn: Callable) -> CheckResult:
                                   f"check({exercise_id!r}, {ex.signature.split('(')[0]})",
                            exercise_id)
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=[]), single_thread():
             note = ex.checker(fn)
     except NotImplementedError:
         return CheckResult(False, "Not attempted yet: replace the `raise "

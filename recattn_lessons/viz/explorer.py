@@ -36,6 +36,8 @@ from torch import Tensor, nn
 from recattn_lessons.faithfulness import occlusion
 from recattn_lessons.viz.recsys import history_heatmap, history_labels
 
+_CMAP = plt.get_cmap("viridis")
+
 __all__ = ["UserView", "AttentionExplorer", "ExplorerWidget", "explore"]
 
 
@@ -195,6 +197,59 @@ class AttentionExplorer:
                 f"<ol>{''.join(rows)}</ol><details><summary>full history "
                 f"(oldest first; numbers match the heatmap)</summary><ol>{hist}</ol></details>")
 
+    def heatmap_html(self, user: int, layer: int = -1, head: int = -1, rec: int = 0) -> str:
+        """The interactive view as an HTML table (fast: no image to render).
+
+        Rows are the most recent ``last`` items ("after watching ..."), cells
+        the attention to each earlier item (hover for titles and weights);
+        the two right columns are the final query's attention and the score
+        drop of recommendation ``rec`` without that item (occlusion).
+        """
+        v = self.view(user)
+        w = v.attn[layer].mean(0) if head == -1 else v.attn[layer, head]  # (n, n)
+        n = len(v.items)
+        keep = np.arange(max(0, n - self.last), n)
+        sub = w[np.ix_(keep, keep)]  # (m, m)
+        vmax = max(float(sub.max()), 1e-12)
+        colors = (_CMAP(sub / vmax)[..., :3] * 255).astype(int)  # (m, m, 3)
+        names = [html.escape(self.titles[i], quote=True) for i in v.items[keep]]
+        short, _ = history_labels(v.items[keep], self.titles, 28)
+        drops = v.drivers[rec, keep]
+        dmax = max(float(np.abs(drops).max()), 1e-12)
+        rec_name = html.escape(self.titles[v.recs[rec]], quote=True)
+        td = "padding:0;width:14px;height:14px"
+        head_cells = "".join(f'<th title="{t}" style="font-size:9px">{k + 1}</th>'
+                             for k, t in enumerate(names))
+        rows = []
+        for r, name in enumerate(names):
+            cells = []
+            for c in range(len(keep)):
+                if c > r:  # the future: blocked by the causal mask
+                    cells.append(f'<td style="{td}"></td>')
+                    continue
+                rgb = ",".join(map(str, colors[r, c]))
+                cells.append(f'<td style="{td};background:rgb({rgb})" title="after '
+                             f'{name}: {sub[r, c]:.3f} on {names[c]}"></td>')
+            a = w[-1, keep[r]]
+            bar_a = (f'<div style="background:#1f77b4;height:10px;width:'
+                     f'{100 * a / max(w[-1, keep].max(), 1e-12):.0f}%" title="{a:.3f}"></div>')
+            d = drops[r]
+            bar_d = (f'<div style="background:{"#ff7f0e" if d >= 0 else "#999"};height:10px;'
+                     f'width:{100 * abs(d) / dmax:.0f}%" title="{d:+.3f}"></div>')
+            rows.append(f'<tr><td title="{name}" style="white-space:nowrap;font-size:11px;'
+                        f'padding-right:6px">{html.escape(short[r])}</td>{"".join(cells)}'
+                        f'<td style="width:90px">{bar_a}</td><td style="width:90px">{bar_d}</td></tr>')
+        lname = f"layer {layer % self.n_layers + 1}"
+        hname = "mean of heads" if head == -1 else f"head {head + 1}"
+        return (f'<div class="recattn-heatmap" data-user="{user}" data-layer="{layer}" '
+                f'data-head="{head}" data-rec="{rec}"><b>{html.escape(self.user_label(user))}'
+                f": {lname}, {hname}</b> <small>(max weight {vmax:.2f} = yellow; hover "
+                f"for titles and values)</small><table style='border-collapse:collapse'>"
+                f'<tr><th></th>{head_cells}<th style="font-size:10px">final query&#39;s<br>'
+                f'attention</th><th style="font-size:10px">drop in score of<br>'
+                f'<span title="{rec_name}">#{rec + 1}</span> without it</th></tr>'
+                f'{"".join(rows)}</table></div>')
+
     def widget(self) -> "ExplorerWidget":
         return ExplorerWidget(self)
 
@@ -212,10 +267,10 @@ class ExplorerWidget(widgets.VBox):
                                      + [(f"head {j + 1}", j) for j in range(ex.n_heads)],
                                      value=-1, description="head")
         self.rec = widgets.Dropdown(description="explain", layout=widgets.Layout(width="420px"))
-        self.image = widgets.Image(format="png")
+        self.heatmap = widgets.HTML()
         self.info = widgets.HTML()
         self.status = widgets.HTML()
-        for name in ("user", "layer", "head", "rec", "image", "info", "status"):
+        for name in ("user", "layer", "head", "rec", "heatmap", "info", "status"):
             getattr(self, name).add_class(f"recattn-explorer-{name}")
         self._set_recs()
         self._draw()
@@ -224,7 +279,7 @@ class ExplorerWidget(widgets.VBox):
             w.observe(lambda change: self._draw(), names="value")
         controls = widgets.HBox([self.user, self.layer, self.head, self.rec],
                                 layout=widgets.Layout(flex_flow="row wrap"))
-        super().__init__([controls, self.image, self.status, self.info])
+        super().__init__([controls, self.heatmap, self.status, self.info])
         self.add_class("recattn-explorer")
 
     def _set_recs(self) -> None:
@@ -246,7 +301,8 @@ class ExplorerWidget(widgets.VBox):
             return
         t = time.perf_counter()
         ex, u = self.explorer, self.user.value
-        self.image.value = ex.png(u, self.layer.value, self.head.value, self.rec.value or 0)
+        self.heatmap.value = ex.heatmap_html(u, self.layer.value, self.head.value,
+                                             self.rec.value or 0)
         self.info.value = ex.recommendations_html(u, self.rec.value or 0)
         self.status.value = f"<small>updated in {time.perf_counter() - t:.2f} s</small>"
 
@@ -261,7 +317,9 @@ class ExplorerWidget(widgets.VBox):
         bundle = dict(bundle)
         bundle["text/plain"] = self.summary()  # stable text for nbval and terminals
         # a static picture for front-ends that cannot render widgets
-        bundle["image/png"] = base64.b64encode(self.image.value).decode("ascii")
+        png = self.explorer.png(self.user.value, self.layer.value, self.head.value,
+                                self.rec.value or 0)
+        bundle["image/png"] = base64.b64encode(png).decode("ascii")
         return bundle
 
 
