@@ -79,6 +79,25 @@ def environment(device: str) -> dict:
     return env
 
 
+def _parse_value(value: str):
+    try:
+        return json.loads(value)
+    except json.JSONDecodeError:
+        return value
+
+
+def parse_model_spec(spec: str) -> tuple[str, dict]:
+    """``"din:attention=dot,n_negatives=8"`` -> ``("din", {"attention": "dot", "n_negatives": 8})``."""
+    name, _, rest = spec.partition(":")
+    extra = {}
+    for item in filter(None, rest.split(",")):
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ValueError(f"model spec {spec!r}: expected name:key=value[,key=value]")
+        extra[key] = _parse_value(value)
+    return name, extra
+
+
 def run_all(models, seeds, device: str, dataset: str, overrides: dict, runs_dir: Path | None) -> list[dict]:
     """Train every (model, seed) on one loaded dataset; return their metrics.json dicts."""
     from tqdm.auto import tqdm
@@ -88,18 +107,21 @@ def run_all(models, seeds, device: str, dataset: str, overrides: dict, runs_dir:
 
     data = load_dataset(dataset)  # loaded once: every run sees the same split
     rows = []
-    jobs = [(m, s) for m in models for s in seeds]
+    jobs = [(spec, s) for spec in models for s in seeds]
     with tqdm(jobs, desc="benchmark runs", unit="run") as bar:
-        for model, seed in bar:
-            bar.set_postfix(model=model, seed=seed)
-            out = None if runs_dir is None else str(runs_dir / f"{dataset}-{device}-{model}-seed{seed}")
+        for spec, seed in bar:
+            model, extra = parse_model_spec(spec)
+            bar.set_postfix(model=spec, seed=seed)
+            tag = spec.replace(":", "-").replace("=", "").replace(",", "-")
+            out = None if runs_dir is None else str(runs_dir / f"{dataset}-{device}-{tag}-seed{seed}")
             cfg = TrainConfig(model=model, seed=seed, device=device, dataset=dataset, out=out,
-                              progress=False, **overrides)
+                              progress=False, **{**overrides, **extra})
             t0 = time.perf_counter()
             metrics = run(cfg, data=data).metrics
             metrics["wall_seconds"] = round(time.perf_counter() - t0, 2)  # incl. final test pass
+            metrics["label"] = spec
             rows.append(metrics)
-            tqdm.write(f"{model:>10} seed {seed}: test full NDCG@10 {metrics['test']['full']['ndcg@10']:.4f}"
+            tqdm.write(f"{spec:>10} seed {seed}: test full NDCG@10 {metrics['test']['full']['ndcg@10']:.4f}"
                        f", sampled {metrics['test']['sampled100']['ndcg@10']:.4f}"
                        f", {metrics['epochs']} epochs, {metrics['train_seconds']:.0f} s")
     return rows
@@ -117,7 +139,7 @@ def aggregate(runs: list[dict], stage: str = "test") -> dict[str, dict]:
     """Per model: mean/sd of every metric under both protocols, and timings."""
     by_model: dict[str, list[dict]] = {}
     for r in runs:
-        by_model.setdefault(r["model"], []).append(r)
+        by_model.setdefault(r.get("label", r["model"]), []).append(r)
     out = {}
     for model, rs in by_model.items():
         agg = {"n": len(rs), "seeds": sorted(r["seed"] for r in rs)}
@@ -139,7 +161,8 @@ def render_table(agg: dict[str, dict], env: dict) -> str:
     head = ("| model | full HR@10 | full NDCG@10 | full MRR | sampled HR@10 | sampled NDCG@10 "
             "| epochs | train s | s/epoch | full NDCG@10 ÷ popularity | ÷ pmixer ref |")
     lines = [head, "|" + "---|" * 11]
-    order = [m for m in MODELS if m in agg] + sorted(set(agg) - set(MODELS))
+    order = sorted(agg, key=lambda label: (MODELS.index(label.split(":")[0])
+                                           if label.split(":")[0] in MODELS else len(MODELS), label))
     for model in order:
         a = agg[model]
         nd = a["full"]["ndcg@10"][0]
@@ -202,7 +225,8 @@ def render(results_dir: Path) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--models", nargs="+", default=list(MODELS))
+    p.add_argument("--models", nargs="+", default=list(MODELS),
+                   help="model names, optionally with settings: din:attention=dot,n_negatives=8")
     p.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     p.add_argument("--device", default="cpu", choices=["cpu", "cuda"])
     p.add_argument("--dataset", default="movielens")
@@ -225,10 +249,7 @@ def main(argv: list[str] | None = None) -> int:
             key, sep, value = item.partition("=")
             if not sep:
                 p.error(f"--set expects KEY=VALUE, got {item!r}")
-            try:
-                overrides[key] = json.loads(value)
-            except json.JSONDecodeError:
-                overrides[key] = value
+            overrides[key] = _parse_value(value)
         runs = run_all(args.models, args.seeds, args.device, args.dataset, overrides, args.runs_dir)
         args.results.mkdir(parents=True, exist_ok=True)
         blob = {"dataset": args.dataset, "env": environment(args.device), "overrides": overrides, "runs": runs}

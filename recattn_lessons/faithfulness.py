@@ -33,26 +33,12 @@ import torch
 from torch import Tensor, nn
 from tqdm.auto import tqdm
 
-from recattn_lessons.data.synthetic import (
-    PlantedSequences,
-    SyntheticConfig,
-    final_histories,
-    make_planted,
-)
+from recattn_lessons.data.synthetic import (PlantedSequences, SyntheticConfig,
+                                             final_histories, make_planted)
 
-__all__ = [
-    "attention_attribution",
-    "attention_rollout",
-    "gradient_x_input",
-    "occlusion",
-    "remove_position",
-    "top1_hit_rate",
-    "uniform_top1",
-    "attributions",
-    "CheckConfig",
-    "train_planted",
-    "run_check",
-]
+__all__ = ["attention_attribution", "attention_rollout", "gradient_x_input", "occlusion",
+           "remove_position", "top1_hit_rate", "uniform_top1", "attributions", "CheckConfig",
+           "train_planted", "run_check"]
 
 
 def _check_history(history: Tensor) -> None:
@@ -238,6 +224,12 @@ class CheckConfig:
     batch_size: int = 64
     lr: float = 5e-3  # AdamW learning rate
     seed: int = 0  # model init, dropout and batch order
+
+    @classmethod
+    def quick(cls, **changes) -> "CheckConfig":
+        """A few seconds on a CPU: fewer users and epochs (lesson 06, tests)."""
+        base = dict(data=SyntheticConfig(n_users=1000), n_eval_users=300, epochs=6)
+        return cls(**{**base, **changes})
 
 
 def train_planted(cfg: CheckConfig, data: PlantedSequences, progress: bool = True) -> nn.Module:

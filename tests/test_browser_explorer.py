@@ -64,11 +64,19 @@ def _write_notebook(path: Path) -> None:
     nbformat.write(nb, path)
 
 
+def _quiet_settings(settings_dir: Path) -> None:
+    """No "get notified about Jupyter news?" toast over the screenshots."""
+    f = settings_dir / "@jupyterlab" / "apputils-extension" / "notification.jupyterlab-settings"
+    f.parent.mkdir(parents=True)
+    f.write_text(json.dumps({"fetchNews": "false", "checkForUpdates": False}))
+
+
 @pytest.fixture
 def lab(tmp_path):
     """A JupyterLab server on 127.0.0.1 serving ``tmp_path``; always killed."""
     port, token = _free_port(), uuid.uuid4().hex
     _write_notebook(tmp_path / "explorer.ipynb")
+    _quiet_settings(tmp_path / ".settings")
     env = dict(os.environ,
                JUPYTER_RUNTIME_DIR=str(tmp_path / ".runtime"),
                JUPYTER_CONFIG_DIR=str(tmp_path / ".config"),

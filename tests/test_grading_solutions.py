@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from recattn_lessons.grading import EXERCISES, check
 from recattn_lessons.grading.runner import execute_cells, notebook_status
@@ -22,11 +23,14 @@ GRADED = [p for p in SOLUTIONS if not p.name.startswith("00_")]
 @pytest.fixture(scope="module")
 def solved():
     """Run every solution notebook's cells once; map notebook name -> (namespace, results)."""
-    out = {}
-    for path in GRADED:
-        ns, results, errors = execute_cells(path)
-        assert errors == [], f"{path.name}: {errors}"
-        out[path.name] = (ns, results)
+    out, threads = {}, torch.get_num_threads()
+    try:
+        for path in GRADED:
+            ns, results, errors = execute_cells(path)
+            assert errors == [], f"{path.name}: {errors}"
+            out[path.name] = (ns, results)
+    finally:  # some demos pin one thread; do not leak that into other tests
+        torch.set_num_threads(threads)
     return out
 
 

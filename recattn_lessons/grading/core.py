@@ -52,6 +52,9 @@ class CheckResult:
     def __bool__(self) -> bool:
         return self.passed
 
+    def _repr_pretty_(self, p, cycle) -> None:  # IPython's plain-text display
+        p.text(str(self))
+
     def _repr_markdown_(self) -> str:
         body = self.message.replace("\n", "  \n")
         return f"**{_ICONS[self.status]} `{self.exercise_id}`: {self.status}**  \n{body}"
@@ -252,8 +255,9 @@ def run_cases(fn: Callable, cases: Sequence[Case], reference: Callable,
     for i, case in enumerate(cases, 1):
         want = reference(*case.args, **case.kwargs)
         where = f"case {i}/{len(cases)} ({case.desc})"
-        try:
-            got = fn(*case.args, **case.kwargs)
+        args = tuple(a.clone() if isinstance(a, Tensor) else a for a in case.args)
+        try:  # on copies: an in-place edit of the inputs must not skew the diagnosis
+            got = fn(*args, **case.kwargs)
         except NotImplementedError:
             raise
         except Exception as exc:

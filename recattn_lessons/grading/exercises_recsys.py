@@ -9,10 +9,9 @@ references come from :mod:`recattn_lessons.attention` and
 
 from __future__ import annotations
 
-import math
 
 import torch
-from torch import Tensor, nn
+from torch import nn
 
 from recattn_lessons import attention as ref
 from recattn_lessons import metrics

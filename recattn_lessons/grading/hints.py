@@ -127,6 +127,9 @@ class Hint:
         tail = "\n(more: ask for the next level)" if self.more else "\n(no more hints: the solution is in solutions/)"
         return body + tail
 
+    def _repr_pretty_(self, p, cycle) -> None:  # IPython's plain-text display
+        p.text(str(self))
+
     def _repr_markdown_(self) -> str:
         return "\n\n".join(f"**Hint {i}.** {h}" for i, h in enumerate(self.lines, 1))
 

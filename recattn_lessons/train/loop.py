@@ -88,15 +88,34 @@ def model_hparams(cfg: TrainConfig) -> dict:
     return {**hp, **cfg.model_args}
 
 
+def cpu_has_bf16() -> bool:
+    """True if the CPU computes bf16 natively (AVX512-BF16 or AMX, Linux)."""
+    try:
+        with open("/proc/cpuinfo") as f:
+            flags = f.read().split()
+    except OSError:
+        return False
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def use_bf16(amp: str, device: torch.device) -> bool:
+    """``amp='auto'``: bf16 on CUDA, and on CPUs with native bf16 (where we
+    measured the item softmax 1.5-3.5x faster); elsewhere fp32, because
+    emulated bf16 is slower than fp32."""
+    if amp == "auto":
+        return device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
+    return amp == "bf16"
+
+
 def _autocast(cfg: TrainConfig, device: torch.device):
-    if cfg.amp == "off" or (cfg.amp == "auto" and device.type != "cuda"):
+    if not use_bf16(cfg.amp, device):
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def _metrics_json(cfg, device, epochs, best_epoch, seconds, valid, test) -> dict:
     return {"model": cfg.model, "dataset": cfg.dataset, "device": device.type, "seed": cfg.seed,
-            "epochs": epochs, "best_epoch": best_epoch, "train_seconds": round(seconds, 2),
+            "epochs": epochs, "best_epoch": best_epoch, "bf16": use_bf16(cfg.amp, device), "train_seconds": round(seconds, 2),
             "seconds_per_epoch": round(seconds / max(epochs, 1), 3),
             "config": {k: v for k, v in cfg.to_dict().items() if k not in ("out", "resume", "progress")},
             "valid": valid, "test": test}

@@ -159,7 +159,7 @@ class AttentionExplorer:
         hname = "mean of heads" if head == -1 else f"head {head + 1}"
         history_heatmap(w, v.items, self.titles, ax=axes[0], last=self.last,
                         title=f"{self.user_label(user)}: {lname}, {hname}")
-        labels, _ = history_labels(v.items[keep], self.titles)
+        labels, _ = history_labels(v.items[keep], self.titles, start=keep[0] + 1)
         y = np.arange(len(keep))
         axes[1].barh(y, w[-1, keep], color="tab:blue")
         axes[1].set_title("final query's attention", fontsize=9)
@@ -213,13 +213,14 @@ class AttentionExplorer:
         vmax = max(float(sub.max()), 1e-12)
         colors = (_CMAP(sub / vmax)[..., :3] * 255).astype(int)  # (m, m, 3)
         names = [html.escape(self.titles[i], quote=True) for i in v.items[keep]]
-        short, _ = history_labels(v.items[keep], self.titles, 28)
+        short, _ = history_labels(v.items[keep], self.titles, 28, start=keep[0] + 1)
         drops = v.drivers[rec, keep]
         dmax = max(float(np.abs(drops).max()), 1e-12)
         rec_name = html.escape(self.titles[v.recs[rec]], quote=True)
-        td = "padding:0;width:14px;height:14px"
+        td = "padding:0;width:14px;height:14px"  # JupyterLab pads table cells
+        bar = "padding:0 4px;width:90px"
         head_cells = "".join(f'<th title="{t}" style="font-size:9px">{k + 1}</th>'
-                             for k, t in enumerate(names))
+                             for k, t in zip(keep, names))
         rows = []
         for r, name in enumerate(names):
             cells = []
@@ -237,14 +238,14 @@ class AttentionExplorer:
             bar_d = (f'<div style="background:{"#ff7f0e" if d >= 0 else "#999"};height:10px;'
                      f'width:{100 * abs(d) / dmax:.0f}%" title="{d:+.3f}"></div>')
             rows.append(f'<tr><td title="{name}" style="white-space:nowrap;font-size:11px;'
-                        f'padding-right:6px">{html.escape(short[r])}</td>{"".join(cells)}'
-                        f'<td style="width:90px">{bar_a}</td><td style="width:90px">{bar_d}</td></tr>')
+                        f'padding:0 6px 0 0;text-align:left">{html.escape(short[r])}</td>{"".join(cells)}'
+                        f'<td style="{bar}">{bar_a}</td><td style="{bar}">{bar_d}</td></tr>')
         lname = f"layer {layer % self.n_layers + 1}"
         hname = "mean of heads" if head == -1 else f"head {head + 1}"
         return (f'<div class="recattn-heatmap" data-user="{user}" data-layer="{layer}" '
                 f'data-head="{head}" data-rec="{rec}"><b>{html.escape(self.user_label(user))}'
                 f": {lname}, {hname}</b> <small>(max weight {vmax:.2f} = yellow; hover "
-                f"for titles and values)</small><table style='border-collapse:collapse'>"
+                f"for titles and values)</small><table style='border-collapse:collapse;line-height:14px'>"
                 f'<tr><th></th>{head_cells}<th style="font-size:10px">final query&#39;s<br>'
                 f'attention</th><th style="font-size:10px">drop in score of<br>'
                 f'<span title="{rec_name}">#{rec + 1}</span> without it</th></tr>'

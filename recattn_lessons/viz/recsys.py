@@ -50,11 +50,12 @@ def real_positions(history) -> np.ndarray:
 
 
 def history_labels(items, titles: Sequence[str], max_label_chars: int = MAX_LABEL_CHARS,
-                   numbered: bool = True) -> tuple[list[str], list[str]]:
+                   numbered: bool = True, start: int = 1) -> tuple[list[str], list[str]]:
     """(tick labels, notes) for item ids: "3. Star Wars: Episode…" and the full
-    title of every label that had to be cut ("3. Star Wars: Episode IV (1977)")."""
+    title of every label that had to be cut ("3. Star Wars: Episode IV (1977)").
+    Numbers count from ``start`` (the item's place in the whole history)."""
     labels, notes = [], []
-    for n, i in enumerate(np.asarray(items, dtype=int).tolist(), start=1):
+    for n, i in enumerate(np.asarray(items, dtype=int).tolist(), start=start):
         if not 0 <= i < len(titles):
             raise ValueError(
                 f"item id {i} has no title: titles has {len(titles)} entries "
@@ -85,13 +86,15 @@ def _causal_view(w: np.ndarray) -> np.ndarray:
     return w
 
 
-def _window(history, last: int | None) -> np.ndarray:
+def _window(history, last: int | None) -> tuple[np.ndarray, int]:
+    """Columns of the most recent ``last`` real items, and the 1-based number
+    of the first of them in the whole history."""
     idx = real_positions(history)
     if last is not None:
         if last < 1:
             raise ValueError(f"last must be >= 1 (number of recent items shown), got {last}")
-        idx = idx[-last:]
-    return idx
+        return idx[-last:], max(len(idx) - last, 0) + 1
+    return idx, 1
 
 
 def history_heatmap(weights, history, titles: Sequence[str], ax: Axes | None = None,
@@ -119,9 +122,9 @@ def history_heatmap(weights, history, titles: Sequence[str], ax: Axes | None = N
             f"weights has shape {w.shape} but the history has {L} positions: "
             f"pass one (L, L) matrix, e.g. attn[layer][user, head]"
         )
-    idx = _window(history, last)
+    idx, start = _window(history, last)
     items = _to_numpy(history, "history").astype(int)[idx]
-    labels, notes = history_labels(items, titles, max_label_chars)
+    labels, notes = history_labels(items, titles, max_label_chars, start=start)
     view = _causal_view(w[np.ix_(idx, idx)])  # (n, n)
     ax = attention_heatmap(view, labels, labels, ax=ax, title=title, annotate=False,
                            cmap=cmap, xlabel="attended item (key)",
@@ -161,9 +164,9 @@ def layer_head_grid(attn, history, titles: Sequence[str], user: int = 0,
     n_layers, _, H, L, _ = a.shape
     if len(_to_numpy(history, "history")) != L:
         raise ValueError(f"history has {len(history)} positions but attention has L={L}")
-    idx = _window(history, last)
+    idx, start = _window(history, last)
     items = _to_numpy(history, "history").astype(int)[idx]
-    labels, notes = history_labels(items, titles, max_label_chars)
+    labels, notes = history_labels(items, titles, max_label_chars, start=start)
     grid = a[:, user][:, :, idx][:, :, :, idx]  # (layers, H, n, n)
     grid = np.stack([[_causal_view(m) for m in row] for row in grid])
     names = [[f"layer {i + 1}, head {j + 1}" for j in range(H)] for i in range(n_layers)]
