@@ -104,3 +104,17 @@ def test_list_command_on_an_empty_folder_explains(tmp_path):
     cli = subprocess.run([sys.executable, "-m", "recattn_lessons.grading", "list", str(tmp_path)],
                          capture_output=True, text=True, timeout=60)
     assert cli.returncode == 2 and "no exercise notebooks" in cli.stderr
+
+
+def test_list_command_stops_a_runaway_notebook(tmp_path):
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    cells = [new_code_cell("from recattn_lessons.grading import check"),
+             new_code_cell("while True:\n    pass"),
+             new_code_cell("check('softmax', lambda x, dim=-1: x.softmax(dim))")]
+    nbformat.write(new_notebook(cells=cells), str(tmp_path / "01_loop.ipynb"))
+    cli = subprocess.run([sys.executable, "-m", "recattn_lessons.grading", "list", str(tmp_path),
+                          "--timeout", "2"], capture_output=True, text=True, timeout=120)
+    assert "01_loop" in cli.stdout and "failed" in cli.stdout
+    assert "timed out after 2 s" in cli.stdout

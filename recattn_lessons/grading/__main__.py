@@ -12,7 +12,7 @@ from pathlib import Path
 
 from tqdm.auto import tqdm
 
-from recattn_lessons.grading.runner import run_notebook
+from recattn_lessons.grading.runner import run_notebooks
 
 _ICON = {"passed": "✅", "failed": "❌", "not attempted": "⏳", "no checks": "  "}
 
@@ -22,7 +22,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     ls = sub.add_parser("list", help="list every exercise as passed, failed or not attempted")
     ls.add_argument("dir", nargs="?", default="exercises", help="folder of exercise notebooks")
-    ls.add_argument("--timeout", type=float, default=120.0, help="seconds per notebook")
+    ls.add_argument("--timeout", type=int, default=120, help="seconds per notebook")
     ls.add_argument("-v", "--verbose", action="store_true", help="show each check's message")
     args = parser.parse_args(argv)
     folder = Path(args.dir)
@@ -33,8 +33,9 @@ def main(argv: list[str] | None = None) -> int:
               file=sys.stderr)
         return 2
     rows = []
-    for nb in tqdm(notebooks, desc="checking", unit="notebook", leave=False):
-        status, results = run_notebook(nb, args.timeout)
+    runs = run_notebooks(notebooks, args.timeout)
+    for nb, (status, results) in zip(notebooks, tqdm(runs, total=len(notebooks), desc="checking",
+                                                     unit="notebook", leave=False)):
         rows.append((nb.stem, status, results))
     width = max(len(r[0]) for r in rows)
     for name, status, results in rows:
@@ -43,7 +44,8 @@ def main(argv: list[str] | None = None) -> int:
             for r in results:
                 if not r.passed and r.attempted:
                     first = r.message.splitlines()[0] if r.message else ""
-                    print(f"     {r.exercise_id}: {first}")
+                    label = f"{r.exercise_id}: " if r.exercise_id else ""
+                    print(f"     {label}{first}")
     done = sum(s == "passed" for _, s, _ in rows)
     graded = sum(s != "no checks" for _, s, _ in rows)
     print(f"\n{done}/{graded} exercises passed")

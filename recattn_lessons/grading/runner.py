@@ -1,8 +1,8 @@
 """Run a learner's exercise notebook and collect its ``check(...)`` verdicts.
 
 Introduced with the interview exercises; used by
-``python -m recattn_lessons.grading list`` and by the tests. Each notebook
-runs in a fresh Python subprocess (with a time limit), so a learner's
+``python -m recattn_lessons.grading list`` and by the tests. The notebooks
+run in a fresh Python subprocess, each with a time limit, so a learner's
 infinite loop or crash cannot take the listing down.
 """
 
@@ -12,15 +12,18 @@ import contextlib
 import io
 import json
 import os
+import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import Iterator
 
 import nbformat
 
 from recattn_lessons.grading.core import CheckResult
 
-__all__ = ["run_notebook", "notebook_status", "execute_cells"]
+__all__ = ["run_notebook", "run_notebooks", "notebook_status", "execute_cells"]
 
 
 def _source(cell) -> str:
@@ -65,31 +68,73 @@ def notebook_status(results: list[CheckResult], errors: list[str]) -> str:
     """passed / failed / not attempted for a whole notebook."""
     if not results:
         return "failed" if errors else "no checks"
-    if all(not r.attempted for r in results):
-        return "not attempted"
-    return "passed" if all(r.passed for r in results) else "failed"
+    if any(r.attempted and not r.passed for r in results):
+        return "failed"
+    return "passed" if all(r.passed for r in results) else "not attempted"
 
 
-def _child(path: str) -> None:
+class _Timeout(BaseException):  # not an Exception: cell-level handlers must not swallow it
+    pass
+
+
+def _on_alarm(signum, frame):
+    raise _Timeout()
+
+
+def _child(paths: list[str], timeout: int) -> None:
+    """Run each notebook in turn; print one JSON line per notebook."""
     os.environ.setdefault("MPLBACKEND", "Agg")
-    _, results, errors = execute_cells(path)
-    json.dump({"results": [[r.exercise_id, r.passed, r.attempted, r.message] for r in results],
-               "errors": errors}, sys.stdout)
+    use_alarm = hasattr(signal, "SIGALRM")
+    if use_alarm:
+        signal.signal(signal.SIGALRM, _on_alarm)
+    for path in paths:
+        if use_alarm:
+            signal.alarm(timeout)
+        try:
+            _, results, errors = execute_cells(path)
+            row = {"results": [[r.exercise_id, r.passed, r.attempted, r.message] for r in results],
+                   "errors": errors}
+        except _Timeout:
+            row = {"results": [["", False, True, f"timed out after {timeout} s"]], "errors": ["timeout"]}
+        finally:
+            if use_alarm:
+                signal.alarm(0)
+        print(json.dumps(row), flush=True)
 
 
-def run_notebook(path: str | Path, timeout: float = 120.0) -> tuple[str, list[CheckResult]]:
-    """Run one notebook in a subprocess; returns (status, check results)."""
-    cmd = [sys.executable, "-c", "import sys; from recattn_lessons.grading.runner "
-           "import _child; _child(sys.argv[1])", str(path)]
+def run_notebooks(paths: list[str | Path], timeout: int = 120) -> Iterator[tuple[str, list[CheckResult]]]:
+    """Run notebooks in one fresh subprocess (torch is imported once).
+
+    Yields (status, check results) per notebook, in order, as each finishes;
+    a notebook running longer than ``timeout`` seconds is stopped and failed.
+    """
+    paths = [str(Path(p).resolve()) for p in paths]
+    cmd = [sys.executable, "-c", "import sys; from recattn_lessons.grading.runner import _child; "
+           "_child(sys.argv[2:], int(sys.argv[1]))", str(int(timeout)), *paths]
     env = {**os.environ, "MPLBACKEND": "Agg"}
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    watchdog = threading.Timer(timeout * len(paths) + 60, proc.kill)  # a hang inside C code
+    watchdog.start()
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
-                              cwd=Path(path).parent, env=env)
-        data = json.loads(proc.stdout.strip().splitlines()[-1])
-    except subprocess.TimeoutExpired:
-        return "failed", [CheckResult(False, f"timed out after {timeout:.0f} s")]
-    except (json.JSONDecodeError, IndexError):
-        tail = (proc.stderr or "").strip().splitlines()[-1:] or ["no output"]
-        return "failed", [CheckResult(False, f"the notebook could not run: {tail[0]}")]
-    results = [CheckResult(p, m, i, a) for i, p, a, m in data["results"]]
-    return notebook_status(results, data["errors"]), results
+        done = 0
+        for line in proc.stdout:
+            if not line.startswith("{"):
+                continue  # stray output from learner code at import time
+            data = json.loads(line)
+            results = [CheckResult(p, m, i, a) for i, p, a, m in data["results"]]
+            done += 1
+            yield notebook_status(results, data["errors"]), results
+        proc.wait()
+        if done < len(paths):
+            tail = (proc.stderr.read() or "").strip().splitlines()[-1:] or ["no output"]
+            for _ in range(len(paths) - done):
+                yield "failed", [CheckResult(False, f"the notebook could not run: {tail[0]}")]
+    finally:
+        watchdog.cancel()
+        if proc.poll() is None:
+            proc.kill()
+
+
+def run_notebook(path: str | Path, timeout: int = 120) -> tuple[str, list[CheckResult]]:
+    """Run one notebook in a subprocess; returns (status, check results)."""
+    return next(iter(run_notebooks([path], timeout)))

@@ -48,7 +48,7 @@ class DINConfig:
     maxlen: int = 50  # history length L
     d_model: int = 64  # embedding size D
     attention: Literal["mlp", "dot"] = "mlp"  # DIN's activation unit or scaled dot
-    att_hidden: int = 32  # hidden units K of the activation unit
+    att_hidden: int = 16  # hidden units K of the activation unit (cost ~ K)
     dropout: float = 0.2  # on history embeddings
     n_negatives: int = 16  # sampled negatives per position in training
     chunk_elements: int = 1 << 24  # memory bound when scoring many candidates
@@ -86,14 +86,18 @@ class DIN(SequentialRecommender):
         if self.cfg.attention == "dot":
             return scaled_dot_scores(self.W_q(c), self.W_k(h))  # (B, Q, L)
         B, L, D = h.shape
+        Q = c.shape[1]
         W1, W2, W3, W4 = self.unit.weight.split(D, dim=1)  # each (K, D)
         K = W1.shape[0]
         hh = h @ (W1 + W3).T  # (B, L, K)
         cc = c @ (W2 - W3).T + self.unit.bias  # (B, Q, K)
         hw = (h[:, :, None, :] * W4).reshape(B, L * K, D)  # (B, L*K, D)
-        hc = (hw @ c.transpose(1, 2)).view(B, L, K, -1).permute(0, 3, 1, 2)  # (B, Q, L, K)
-        a = torch.relu(hc + hh[:, None] + cc[:, :, None])  # (B, Q, L, K)
-        return self.v(a).squeeze(-1)  # (B, Q, L)
+        a = (c @ hw.transpose(1, 2)).view(B, Q, L, K)  # (B, Q, L, K): W4 (h * c)
+        if torch.is_grad_enabled():
+            a = torch.relu(a + hh[:, None] + cc[:, :, None])
+        else:  # evaluation: same numbers, no extra (B, Q, L, K) copies
+            a.add_(hh[:, None]).add_(cc[:, :, None]).relu_()
+        return (a @ self.v.weight.T).squeeze(-1)  # (B, Q, L)
 
     def attend(self, history: Tensor, cand: Tensor, mask: Tensor) -> tuple[Tensor, Tensor]:
         """Scores ``(B, Q)`` and weights ``(B, Q, L)`` of candidates ``(B, Q)``."""

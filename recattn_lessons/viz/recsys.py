@@ -6,7 +6,9 @@ Three static views, built on :mod:`recattn_lessons.viz.heatmaps`:
   history: the causal triangle, padding removed, titles on both axes;
 - :func:`layer_head_grid` every layer x head of one user at once, one
   shared colour bar so equal colours mean equal weights;
-- :func:`din_bars` DIN's candidate-to-history weights as bar charts.
+- :func:`din_bars` DIN's candidate-to-history weights as bar charts;
+- :func:`faithfulness_bars` how often each attribution method names the
+  planted cause (``recattn_lessons.faithfulness``).
 
 Histories are left-padded with item id 0 (the course's convention); the
 padding columns are dropped before drawing. Titles longer than
@@ -32,7 +34,7 @@ from recattn_lessons.viz.heatmaps import (
 )
 
 __all__ = ["real_positions", "history_labels", "history_heatmap", "layer_head_grid",
-           "din_bars", "stack_attention"]
+           "din_bars", "stack_attention", "faithfulness_bars"]
 
 
 def real_positions(history) -> np.ndarray:
@@ -219,3 +221,33 @@ def din_bars(weights, history, titles: Sequence[str], candidates,
     axes[0, 0].set_ylabel("history (oldest first)")
     _add_notes(fig, notes)
     return fig
+
+
+def faithfulness_bars(results: dict[str, dict], methods: Sequence[str] | None = None,
+                      ax: Axes | None = None) -> Axes:
+    """Grouped bars of top-1 hit rates, one group per run (lesson 06).
+
+    ``results`` maps a run's name (e.g. "1 block") to the dict that
+    :func:`recattn_lessons.faithfulness.run_check` returns; the chance level
+    (``uniform_top1``) is drawn as a dashed line per group.
+    """
+    if not results:
+        raise ValueError("results is empty: pass {run name: run_check(...) dict}")
+    methods = list(methods or ["attention", "rollout", "gradient", "occlusion", "uniform"])
+    missing = [f"{m}_top1" for r in results.values() for m in methods if f"{m}_top1" not in r]
+    if missing:
+        raise ValueError(f"results lack {sorted(set(missing))}: pass run_check's output")
+    if ax is None:
+        _, ax = plt.subplots(figsize=(1.5 + 1.0 * len(methods) * len(results), 3.6),
+                             layout="constrained")
+    width = 0.8 / len(methods)
+    for k, m in enumerate(methods):
+        vals = [r[f"{m}_top1"] for r in results.values()]
+        x = np.arange(len(results)) + (k - (len(methods) - 1) / 2) * width
+        bars = ax.bar(x, vals, width, label=m, color=f"C{k}" if m != "uniform" else "grey")
+        ax.bar_label(bars, fmt="%.2f", fontsize=7)
+    ax.set_xticks(np.arange(len(results)), list(results))
+    ax.set_ylim(0, 1.1)
+    ax.set_ylabel("top-1 = planted cause")
+    ax.legend(fontsize=8, ncols=len(methods), loc="upper center")
+    return ax
