@@ -8,7 +8,7 @@ VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH_PIN ?=
 
-.PHONY: lab test venv exercises clean
+.PHONY: lab test venv exercises progress clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,9 @@ test: venv
 
 exercises: venv
 	$(BIN)/python -m recattn_lessons.exercises build
+
+progress: venv
+	$(BIN)/python -m recattn_lessons.grading list exercises
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

@@ -98,8 +98,12 @@ def parse_model_spec(spec: str) -> tuple[str, dict]:
     return name, extra
 
 
-def run_all(models, seeds, device: str, dataset: str, overrides: dict, runs_dir: Path | None) -> list[dict]:
-    """Train every (model, seed) on one loaded dataset; return their metrics.json dicts."""
+def run_all(models, seeds, device: str, dataset: str, overrides: dict, runs_dir: Path | None,
+            on_result=None) -> list[dict]:
+    """Train every (model, seed) on one loaded dataset; return their metrics.json dicts.
+
+    ``on_result(rows)`` is called after every run (the script saves partial results).
+    """
     from tqdm.auto import tqdm
 
     from recattn_lessons.train import TrainConfig, run
@@ -107,7 +111,7 @@ def run_all(models, seeds, device: str, dataset: str, overrides: dict, runs_dir:
 
     data = load_dataset(dataset)  # loaded once: every run sees the same split
     rows = []
-    jobs = [(spec, s) for spec in models for s in seeds]
+    jobs = [(spec, s) for s in seeds for spec in models]  # seed-major: partial results cover every model
     with tqdm(jobs, desc="benchmark runs", unit="run") as bar:
         for spec, seed in bar:
             model, extra = parse_model_spec(spec)
@@ -121,6 +125,8 @@ def run_all(models, seeds, device: str, dataset: str, overrides: dict, runs_dir:
             metrics["wall_seconds"] = round(time.perf_counter() - t0, 2)  # incl. final test pass
             metrics["label"] = spec
             rows.append(metrics)
+            if on_result is not None:
+                on_result(rows)
             tqdm.write(f"{spec:>10} seed {seed}: test full NDCG@10 {metrics['test']['full']['ndcg@10']:.4f}"
                        f", sampled {metrics['test']['sampled100']['ndcg@10']:.4f}"
                        f", {metrics['epochs']} epochs, {metrics['train_seconds']:.0f} s")
@@ -250,11 +256,16 @@ def main(argv: list[str] | None = None) -> int:
             if not sep:
                 p.error(f"--set expects KEY=VALUE, got {item!r}")
             overrides[key] = _parse_value(value)
-        runs = run_all(args.models, args.seeds, args.device, args.dataset, overrides, args.runs_dir)
         args.results.mkdir(parents=True, exist_ok=True)
-        blob = {"dataset": args.dataset, "env": environment(args.device), "overrides": overrides, "runs": runs}
         path = args.results / f"{args.dataset}-{args.device}.json"
-        path.write_text(json.dumps(blob, indent=1) + "\n")
+        env = environment(args.device)
+
+        def save(runs: list[dict]) -> None:  # after every run: partial results survive
+            blob = {"dataset": args.dataset, "env": env, "overrides": overrides, "runs": runs}
+            path.write_text(json.dumps(blob, indent=1) + "\n")
+            args.markdown.write_text(render(args.results))
+
+        run_all(args.models, args.seeds, args.device, args.dataset, overrides, args.runs_dir, save)
         print(f"wrote {path}")
     args.markdown.write_text(render(args.results))
     print(f"wrote {args.markdown}")

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor
+from tqdm.auto import tqdm
 
 from .. import metrics
 from ..data.splits import Split, histories, left_pad
@@ -39,7 +40,8 @@ def eval_negatives(split: Split, stage: str, seed: int, n: int = 100) -> Tensor:
 
 @torch.no_grad()
 def evaluate_ranks(model, split: Split, stage: str, maxlen: int, negatives: Tensor,
-                   batch_size: int = 128, device: str | torch.device = "cpu") -> dict[str, Tensor]:
+                   batch_size: int = 128, device: str | torch.device = "cpu",
+                   progress: bool = False) -> dict[str, Tensor]:
     """``{"full": (U,), "sampled100": (U,)}`` 0-based ranks, in fp32, eval mode."""
     was_training = model.training
     model.eval()
@@ -48,7 +50,8 @@ def evaluate_ranks(model, split: Split, stage: str, maxlen: int, negatives: Tens
     targets = split.targets(stage)
     full, sampled = [], []
     try:
-        for lo in range(0, split.n_users, batch_size):
+        for lo in tqdm(range(0, split.n_users, batch_size), desc=f"evaluate {stage}",
+                       leave=False, disable=not progress):
             rows = slice(lo, lo + batch_size)
             scores = model.score(hist[rows].to(device)).float().cpu()  # (b, N+1)
             exclude = metrics.seen_mask(full_hist[rows], split.n_items)  # (b, N+1)
@@ -61,7 +64,8 @@ def evaluate_ranks(model, split: Split, stage: str, maxlen: int, negatives: Tens
 
 
 def evaluate(model, split: Split, stage: str, maxlen: int, negatives: Tensor,
-             batch_size: int = 128, device: str | torch.device = "cpu", k: int = 10) -> dict:
+             batch_size: int = 128, device: str | torch.device = "cpu", k: int = 10,
+             progress: bool = False) -> dict:
     """``{"full": {"hr@10", "ndcg@10", "mrr"}, "sampled100": {...}}``."""
-    ranks = evaluate_ranks(model, split, stage, maxlen, negatives, batch_size, device)
+    ranks = evaluate_ranks(model, split, stage, maxlen, negatives, batch_size, device, progress)
     return {name: metrics.summarize(r, k) for name, r in ranks.items()}

@@ -135,7 +135,7 @@ def run(config: TrainConfig, data: Interactions | None = None) -> Result:
     windows = sliding_windows(split.train, cfg.maxlen, cfg.stride)
     seen = SeenIndex(split.train, data.n_items)
     negs = {s: eval_negatives(split, s, cfg.seed, cfg.n_sampled) for s in ("valid", "test")}
-    ev = dict(maxlen=cfg.maxlen, batch_size=cfg.eval_batch_size, device=device)
+    ev = dict(maxlen=cfg.maxlen, batch_size=cfg.eval_batch_size, device=device, progress=cfg.progress)
 
     st = {"epoch": 0, "best_score": -math.inf, "best_epoch": 0, "bad": 0, "seconds": 0.0, "history": []}
     opt = best = None
