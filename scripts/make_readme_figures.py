@@ -8,12 +8,13 @@ Writes PNGs to ``docs/images/``:
 - ``attention_heatmap.png``  one MovieLens user's history, SASRec's last
   layer (mean over heads), real titles;
 - ``layer_head_grid.png``    the same user, every layer x head, one colour bar;
-- ``din_weights.png``        DIN's weights on that user's history for the
-  model's top recommendations;
+- ``din_weights.png``        DIN's weights on that user's recent history for
+  the model's top-3 recommendations;
 - ``faithfulness.png``       how often each attribution method names the
   planted cause, for 1- and 2-block SASRec on synthetic data.
 
-Everything is seeded; CPU only, a few minutes.
+Everything is seeded; CPU only, a few minutes (SASRec: the same 6-epoch
+quick run as lesson 06).
 """
 
 from __future__ import annotations
@@ -28,8 +29,13 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from recattn_lessons.data.splits import histories  # noqa: E402
+from tqdm.auto import tqdm  # noqa: E402
+
+from recattn_lessons.data.batching import SeenIndex, iterate_batches, sliding_windows  # noqa: E402
+from recattn_lessons.data.movielens import load_movielens  # noqa: E402
+from recattn_lessons.data.splits import histories, leave_one_out  # noqa: E402
 from recattn_lessons.faithfulness import CheckConfig, run_check  # noqa: E402
+from recattn_lessons.models import build  # noqa: E402
 from recattn_lessons.train import TrainConfig, run  # noqa: E402
 from recattn_lessons.viz.recsys import (din_bars, faithfulness_bars,  # noqa: E402
                                         history_heatmap, layer_head_grid)
@@ -47,7 +53,8 @@ def _save(fig, name: str) -> None:
 
 
 def sasrec_figures(seed: int) -> None:
-    res = run(TrainConfig.quick(model="sasrec", n_heads=2, n_blocks=2, maxlen=MAXLEN, seed=seed))
+    res = run(TrainConfig.quick(model="sasrec", n_heads=2, n_blocks=2, maxlen=MAXLEN, seed=seed,
+                                epochs=6, min_epochs=6))
     model, split, titles = res.model.eval(), res.split, res.data.titles
     print("SASRec test metrics:", json.dumps(res.metrics["test"]))
     h = histories(split, "test", MAXLEN)[USER:USER + 1]  # (1, L)
@@ -60,10 +67,29 @@ def sasrec_figures(seed: int) -> None:
                           suptitle="every layer x head, one colour scale"), "layer_head_grid.png")
 
 
-def din_figure(seed: int) -> None:
-    res = run(TrainConfig.quick(model="din", maxlen=MAXLEN, seed=seed))
-    model, split, titles = res.model.eval(), res.split, res.data.titles
-    h = histories(split, "test", MAXLEN)[USER:USER + 1]
+def din_figure(seed: int, epochs: int = 3) -> None:
+    """DIN trained for a few epochs with the course's batches and loss.
+
+    (``train.run`` would evaluate DIN's full ranking after every epoch, an
+    MLP over every item for every user: too slow for a figure on a CPU.)
+    """
+    data = load_movielens()
+    split = leave_one_out(data)
+    torch.manual_seed(seed)
+    gen = torch.Generator().manual_seed(seed)
+    model = build("din", data.n_items, maxlen=MAXLEN)
+    windows = sliding_windows(split.train, MAXLEN)
+    seen = SeenIndex(split.train, data.n_items)
+    opt = torch.optim.AdamW(model.parameters(), lr=2e-3)
+    model.train()
+    for _ in tqdm(range(epochs), desc="DIN epochs"):
+        for batch in iterate_batches(windows, 128, gen, seen, model.n_negatives):
+            loss = model.loss(batch)
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+    model.eval()
+    h = histories(split, "test", MAXLEN)[USER:USER + 1]  # (1, L)
     with torch.no_grad():
         scores = model.score(h)[0]
         scores[0] = float("-inf")
@@ -71,13 +97,13 @@ def din_figure(seed: int) -> None:
         top = scores.topk(3).indices[None]  # (1, 3)
         _, w = model.score(h, top, return_attention=True)  # (1, 3, L)
     last = 15  # the 15 most recent items keep the chart readable
-    _save(din_bars(w[0, :, -last:], h[0, -last:], titles, top[0]), "din_weights.png")
+    _save(din_bars(w[0, :, -last:], h[0, -last:], data.titles, top[0]), "din_weights.png")
 
 
 def faithfulness_figure() -> None:
     results = {}
     for blocks in (1, 2):
-        r = run_check(CheckConfig(n_blocks=blocks))
+        r = run_check(CheckConfig(n_blocks=blocks, epochs=10))  # as in lesson 06
         print(f"{blocks} block(s):", json.dumps(r))
         results[f"{blocks} block" + ("s" if blocks > 1 else "")] = r
     ax = faithfulness_bars(results)

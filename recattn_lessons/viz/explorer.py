@@ -24,6 +24,7 @@ import html
 import io
 import time
 from collections.abc import Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import ipywidgets as widgets
@@ -94,14 +95,20 @@ class AttentionExplorer:
         self.n_layers, self.n_heads = len(attn), attn[0].shape[1]
 
     # ------------------------------------------------------------------ data
-    @torch.no_grad()
-    def _forward(self, h: Tensor):
+    @contextmanager
+    def _eval(self):
+        """Eval mode (no dropout) and no gradients, restoring the model's mode."""
         was = self.model.training
         self.model.eval()
         try:
-            out = self.model(h, return_attention=True)
+            with torch.no_grad():
+                yield
         finally:
             self.model.train(was)
+
+    def _forward(self, h: Tensor):
+        with self._eval():
+            out = self.model(h, return_attention=True)
         if not isinstance(out, tuple) or not out[1] or out[1][0] is None:
             raise TypeError(f"{type(self.model).__name__}(history, return_attention=True) "
                             f"must return (hidden, list of (B, H, L, L) weights)")
@@ -111,7 +118,6 @@ class AttentionExplorer:
         name = user if self.user_names is None else self.user_names[user]
         return f"user {name} ({int((self.histories[user] != 0).sum())} items)"
 
-    @torch.no_grad()
     def view(self, user: int) -> UserView:
         """Compute (once) and return everything shown for ``user``."""
         if user in self._cache:
@@ -120,17 +126,13 @@ class AttentionExplorer:
         real = (h[0] != 0).nonzero().flatten()  # (n,)
         _, attn = self._forward(h)
         a = torch.stack([w[0] for w in attn])[:, :, real][:, :, :, real]  # (layers, H, n, n)
-        was = self.model.training
-        self.model.eval()
-        try:
+        with self._eval():
             scores = self.model.score(h, None)[0].clone()  # (N + 1,)
             scores[0] = float("-inf")  # padding
             scores[h[0][h[0] != 0]] = float("-inf")  # already seen
             k = min(self.top_k, int(torch.isfinite(scores).sum()))
             top = scores.topk(k)
             drops = occlusion(self.model, h, top.indices[None])[0][:, real]  # (k, n)
-        finally:
-            self.model.train(was)
         v = UserView(h[0, real].numpy(), a.double().numpy(), top.indices.numpy(),
                      top.values.double().numpy(), drops.double().numpy())
         self._cache[user] = v

@@ -238,7 +238,7 @@ def faithfulness_bars(results: dict[str, dict], methods: Sequence[str] | None = 
     if missing:
         raise ValueError(f"results lack {sorted(set(missing))}: pass run_check's output")
     if ax is None:
-        _, ax = plt.subplots(figsize=(1.5 + 1.0 * len(methods) * len(results), 3.6),
+        _, ax = plt.subplots(figsize=(1.5 + 0.7 * len(methods) * len(results), 3.6),
                              layout="constrained")
     width = 0.8 / len(methods)
     for k, m in enumerate(methods):
@@ -247,7 +247,7 @@ def faithfulness_bars(results: dict[str, dict], methods: Sequence[str] | None = 
         bars = ax.bar(x, vals, width, label=m, color=f"C{k}" if m != "uniform" else "grey")
         ax.bar_label(bars, fmt="%.2f", fontsize=7)
     ax.set_xticks(np.arange(len(results)), list(results))
-    ax.set_ylim(0, 1.1)
+    ax.set_ylim(0, 1.3)  # room for the legend above the bars
     ax.set_ylabel("top-1 = planted cause")
-    ax.legend(fontsize=8, ncols=len(methods), loc="upper center")
+    ax.legend(fontsize=8, ncols=len(methods), loc="upper center", frameon=False)
     return ax
