@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import statistics
 import sys
@@ -46,7 +47,7 @@ REFERENCE = {
 ANCHORS = [
     ("SASRec paper (Kang & McAuley 2018), ML-1M", "sampled100", {"hr@10": 0.8245, "ndcg@10": 0.5905}),
     ("Klenitskiy & Vasilev 2023, SASRec BCE, ML-1M", "full", {"ndcg@10": 0.134}),
-    ("Klenitskiy & Vasilev 2023, SASRec+ full CE, ML-1M", "full", {"ndcg@10": 0.182}),
+    ("Klenitskiy & Vasilev 2023, SASRec+ (cross-entropy), ML-1M", "full", {"ndcg@10": "≈ 0.18"}),
 ]
 
 
@@ -124,6 +125,8 @@ def run_all(models, seeds, device: str, dataset: str, overrides: dict, runs_dir:
             metrics = run(cfg, data=data).metrics
             metrics["wall_seconds"] = round(time.perf_counter() - t0, 2)  # incl. final test pass
             metrics["label"] = spec
+            if hasattr(os, "getloadavg"):  # other jobs on the machine inflate the timings
+                metrics["loadavg_1m"] = round(os.getloadavg()[0], 2)
             rows.append(metrics)
             if on_result is not None:
                 on_result(rows)
@@ -187,10 +190,18 @@ def render_table(agg: dict[str, dict], env: dict) -> str:
         f"| {r['full']['ndcg@10'] / pop:.2f}x | 1.00x |"
     )
     seeds = sorted({s for a in agg.values() for s in a["seeds"]})
+    measured = {label.split(":")[0] for label in agg}
+    missing = [m for m in MODELS if m not in measured]
+    loads = env.get("loadavg_1m") or []
     where = env.get("gpu") or env.get("cpu", "?")
     note = (f"Device: **{env.get('device')}** ({where}), {env.get('torch_threads')} torch threads; "
             f"torch {env.get('torch')}, Python {env.get('python')}, measured {env.get('date_utc')} UTC; "
             f"seeds {seeds}; mean ± sample standard deviation over seeds.")
+    if loads:
+        note += (f" Machine load average (1 min) after the runs: {min(loads):.1f}–{max(loads):.1f}"
+                 f"{' on a shared machine: timings are inflated' if max(loads) > 2 * (env.get('torch_threads') or 1) else ''}.")
+    if missing:
+        note += f" Not measured in this file: {', '.join(missing)}."
     return note + "\n\n" + "\n".join(lines) + "\n"
 
 
@@ -209,6 +220,10 @@ full-ranking NDCG@10 only; the numbers below are **test**.
   `s/epoch` divides it by the number of epochs run (including the patience epochs).
 - The *pmixer* row was measured on this same split with pmixer/SASRec.pytorch's defaults
   (issue 4); its ratios are ours divided by its numbers.
+- `din:attention=dot` is DIN with scaled dot-product target attention. DIN's MLP activation
+  unit (`din`) is far costlier to *evaluate* under full ranking (every one of the 9,066
+  movies is a candidate attending over 50 history items through the MLP: minutes per
+  validation pass on 2 CPU cores), so its CPU rows are run separately, if at all.
 """
 
 
@@ -219,7 +234,7 @@ def render(results_dir: Path) -> str:
         parts.append("\n_No results yet: run `python benchmarks/recommender.py`._\n")
     for f in files:
         blob = json.loads(f.read_text())
-        env = blob["env"]
+        env = {**blob["env"], "loadavg_1m": [r["loadavg_1m"] for r in blob["runs"] if "loadavg_1m" in r]}
         parts.append(f"\n## {blob['dataset']} on {env['device']}\n\n")
         parts.append(render_table(aggregate(blob["runs"]), env))
     parts.append("\n## Published anchors (ML-1M, a larger dataset: context, not targets)\n\n")

@@ -115,7 +115,10 @@ def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--only", choices=["sasrec", "din", "faithfulness"], default=None)
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, default=1,
+                   help="torch CPU threads; 1 makes the numbers match lesson 06")
     args = p.parse_args(argv)
+    torch.set_num_threads(args.threads)
     if args.only in (None, "sasrec"):
         sasrec_figures(args.seed)
     if args.only in (None, "din"):

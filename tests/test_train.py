@@ -75,11 +75,11 @@ def test_run_writes_metrics_and_history(tiny, tmp_path):
 
 
 def test_resume_equals_uninterrupted(tiny, tmp_path):
-    full = run(cfg(epochs=3, min_epochs=3, out=str(tmp_path / "a")), data=tiny)
-    run(cfg(epochs=1, min_epochs=3, out=str(tmp_path / "b")), data=tiny)  # "interrupted"
+    full = run(cfg(epochs=2, out=str(tmp_path / "a")), data=tiny)
+    run(cfg(epochs=1, out=str(tmp_path / "b")), data=tiny)  # "interrupted" after epoch 1
     ck = load_checkpoint(tmp_path / "b" / "last.pt")  # weights_only=True
     assert ck["state"]["epoch"] == 1
-    resumed = run(cfg(epochs=3, min_epochs=3, out=str(tmp_path / "b"), resume=True), data=tiny)
+    resumed = run(cfg(epochs=2, out=str(tmp_path / "b"), resume=True), data=tiny)
     a, b = full.model.state_dict(), resumed.model.state_dict()
     assert all(torch.equal(a[k], b[k]) for k in a)
     strip = lambda h: [{k: v for k, v in e.items() if k != "seconds"} for e in h]  # noqa: E731
@@ -115,7 +115,7 @@ def test_other_models_run(tiny, model):
 
 
 def test_sasrec_learns_the_ring(tiny):
-    r = run(cfg(epochs=8, min_epochs=8, lr=1e-2, dropout=0.0), data=tiny)
+    r = run(cfg(epochs=6, min_epochs=6, lr=1e-2, dropout=0.0), data=tiny)
     pop = run(cfg(model="popularity"), data=tiny)
     assert r.metrics["valid"]["full"]["hr@10"] > pop.metrics["valid"]["full"]["hr@10"] + 0.2
 

@@ -52,7 +52,7 @@ class SASRecConfig:
     n_heads: int = 1  # attention heads (the paper uses 1)
     n_blocks: int = 2  # self-attention blocks
     d_ff: int = 64  # feed-forward hidden size (the paper: D)
-    dropout: float = 0.3  # on embeddings, attention weights, sub-layer outputs
+    dropout: float = 0.2  # on embeddings, attention weights, sub-layer outputs
     loss: Literal["ce", "bce"] = "ce"  # full softmax or sampled binary CE
     n_negatives: int = 1  # negatives per position for loss="bce"
     attention: Literal["fused", "reference"] = "fused"

@@ -24,11 +24,11 @@ class TrainConfig:
     out: str | None = None  # folder for checkpoints and json files (None: none)
     resume: bool = False  # continue from out/last.pt
     # optimisation
-    epochs: int = 100  # upper bound; early stopping usually ends sooner
+    epochs: int = 30  # upper bound; early stopping may end sooner
     patience: int = 5  # stop after this many epochs without a better valid NDCG@10
     min_epochs: int = 10  # never stop before (SASRec sits at popularity level ~5 epochs)
     batch_size: int = 32  # windows per batch
-    lr: float = 2e-3  # Adam learning rate
+    lr: float = 3e-3  # AdamW learning rate (2e-3 needs ~2x the epochs)
     weight_decay: float = 0.0  # AdamW weight decay
     grad_clip: float | None = 5.0  # max gradient norm (None: no clipping)
     amp: Literal["auto", "bf16", "off"] = "auto"  # bf16 autocast for training
@@ -40,7 +40,7 @@ class TrainConfig:
     d_model: int = 64  # embedding size
     n_heads: int = 1  # attention heads (sasrec)
     n_blocks: int = 2  # attention blocks (sasrec)
-    dropout: float = 0.3
+    dropout: float = 0.2  # 0.3 generalises a bit better but learns slower
     loss: Literal["ce", "bce"] = "ce"  # sasrec: full softmax or sampled BCE
     n_negatives: int | None = None  # training negatives (None: model default)
     attention: str | None = None  # sasrec: fused/reference; din: mlp/dot

@@ -8,9 +8,12 @@ that item is removed from the history (occlusion, see
 :mod:`recattn_lessons.faithfulness`). Attention and occlusion side by side
 is the point: where they disagree, the heatmap is not the explanation.
 
-Everything a user needs is computed once, on first view, and cached
-(:meth:`AttentionExplorer.view`), so switching layer, head or
-recommendation only redraws a figure (well under a second on a CPU).
+The widget draws the heatmap as an HTML table (hover a cell or a title for
+the full titles and the weight), so nothing has to be rendered to an image
+on a change. Everything a user needs is computed once, on first view, and
+cached (:meth:`AttentionExplorer.view`): switching user takes one forward
+pass per history item (occlusion), switching layer, head or recommendation
+takes milliseconds.
 
 Without a widget front-end (nbval, nbconvert, GitHub) the widget's output
 carries a static PNG of its current state and a one-line text summary;
