@@ -71,6 +71,7 @@ def environment(device: str) -> dict:
         "platform": platform.platform(),
         "cpu": cpu,
         "torch_threads": torch.get_num_threads(),
+        "cpu_count": os.cpu_count(),
         "device": device,
         "date_utc": time.strftime("%Y-%m-%d %H:%M", time.gmtime()),
     }
@@ -151,7 +152,8 @@ def aggregate(runs: list[dict], stage: str = "test") -> dict[str, dict]:
         by_model.setdefault(r.get("label", r["model"]), []).append(r)
     out = {}
     for model, rs in by_model.items():
-        agg = {"n": len(rs), "seeds": sorted(r["seed"] for r in rs)}
+        agg = {"n": len(rs), "seeds": sorted(r["seed"] for r in rs),
+               "cut": sum(bool(r.get("stopped_by_deadline")) for r in rs)}
         for proto in ("full", "sampled100"):
             agg[proto] = {m: mean_sd([r[stage][proto][m] for r in rs]) for m in METRICS}
         for key in ("train_seconds", "seconds_per_epoch", "epochs"):
@@ -175,8 +177,9 @@ def render_table(agg: dict[str, dict], env: dict) -> str:
     for model in order:
         a = agg[model]
         nd = a["full"]["ndcg@10"][0]
+        name = model + ("†" if a.get("cut") else "")
         lines.append(
-            f"| {model} | {_fmt(a['full']['hr@10'], 3)} | {_fmt(a['full']['ndcg@10'])} "
+            f"| {name} | {_fmt(a['full']['hr@10'], 3)} | {_fmt(a['full']['ndcg@10'])} "
             f"| {_fmt(a['full']['mrr'])} | {_fmt(a['sampled100']['hr@10'], 3)} "
             f"| {_fmt(a['sampled100']['ndcg@10'], 3)} | {a['epochs'][0]:.1f} "
             f"| {a['train_seconds'][0]:.0f} ± {a['train_seconds'][1]:.0f} | {a['seconds_per_epoch'][0]:.2f} "
@@ -199,9 +202,12 @@ def render_table(agg: dict[str, dict], env: dict) -> str:
             f"seeds {seeds}; mean ± sample standard deviation over seeds.")
     if loads:
         note += (f" Machine load average (1 min) after the runs: {min(loads):.1f}–{max(loads):.1f}"
-                 f"{' on a shared machine: timings are inflated' if max(loads) > 2 * (env.get('torch_threads') or 1) else ''}.")
+                 f"{' (more jobs than cores: timings are inflated)' if max(loads) > (env.get('cpu_count') or 2) else ''}.")
     if missing:
         note += f" Not measured in this file: {', '.join(missing)}."
+    if any(a.get("cut") for a in agg.values()):
+        note += (" † Cut by the time limit before early stopping ended it (validation still"
+                 " improving): numbers from its best validation epoch so far, a lower bound.")
     return note + "\n\n" + "\n".join(lines) + "\n"
 
 
@@ -234,7 +240,10 @@ def render(results_dir: Path) -> str:
         parts.append("\n_No results yet: run `python benchmarks/recommender.py`._\n")
     for f in files:
         blob = json.loads(f.read_text())
+        threads = sorted({r["torch_threads"] for r in blob["runs"] if "torch_threads" in r})
         env = {**blob["env"], "loadavg_1m": [r["loadavg_1m"] for r in blob["runs"] if "loadavg_1m" in r]}
+        if threads:
+            env["torch_threads"] = "/".join(str(t) for t in threads)
         parts.append(f"\n## {blob['dataset']} on {env['device']}\n\n")
         parts.append(render_table(aggregate(blob["runs"]), env))
     parts.append("\n## Published anchors (ML-1M, a larger dataset: context, not targets)\n\n")
@@ -258,6 +267,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs-dir", type=Path, default=None, help="keep each run's checkpoints/json here")
     p.add_argument("--markdown", type=Path, default=ROOT / "BENCHMARKS.md")
     p.add_argument("--render-only", action="store_true", help="only rebuild the markdown")
+    p.add_argument("--append", action="store_true",
+                   help="add to the existing results file (same model and seed: replaced)")
     args = p.parse_args(argv)
 
     if not args.render_only:
@@ -275,8 +286,16 @@ def main(argv: list[str] | None = None) -> int:
         path = args.results / f"{args.dataset}-{args.device}.json"
         env = environment(args.device)
 
+        old_runs = []
+        if args.append and path.exists():  # keep earlier runs, replace same (model, seed)
+            old_runs = json.loads(path.read_text())["runs"]
+
         def save(runs: list[dict]) -> None:  # after every run: partial results survive
-            blob = {"dataset": args.dataset, "env": env, "overrides": overrides, "runs": runs}
+            for r in runs:
+                r.setdefault("torch_threads", env["torch_threads"])
+            new = {(r.get("label", r["model"]), r["seed"]) for r in runs}
+            kept = [r for r in old_runs if (r.get("label", r["model"]), r["seed"]) not in new]
+            blob = {"dataset": args.dataset, "env": env, "overrides": overrides, "runs": kept + runs}
             path.write_text(json.dumps(blob, indent=1) + "\n")
             args.markdown.write_text(render(args.results))
 

@@ -87,3 +87,30 @@ def test_model_spec_parsing_and_labels():
     text = bench.render_table(agg, {"device": "cpu"})
     rows = [line.split(" |")[0] for line in text.splitlines() if line.startswith("| ") and "model" not in line]
     assert rows[:3] == ["| din", "| din:attention=dot", "| popularity"]
+
+
+def test_append_keeps_other_runs(tmp_path, monkeypatch):
+    blob = {"dataset": "movielens", "env": {"device": "cpu", "torch_threads": 2},
+            "runs": [fake_run("sasrec", 0, 0.07), fake_run("popularity", 0, 0.01)]}
+    (tmp_path / "movielens-cpu.json").write_text(json.dumps(blob))
+    monkeypatch.setattr(bench, "run_all", lambda *a: a[-1]([fake_run("popularity", 0, 0.02), fake_run("din", 1, 0.03)]))
+    argv = ["--append", "--results", str(tmp_path), "--markdown", str(tmp_path / "B.md")]
+    assert bench.main(argv) == 0
+    runs = json.loads((tmp_path / "movielens-cpu.json").read_text())["runs"]
+    got = sorted((r["model"], r["seed"], r["test"]["full"]["ndcg@10"]) for r in runs)
+    assert got == [("din", 1, 0.03), ("popularity", 0, 0.02), ("sasrec", 0, 0.07)]
+
+
+def test_busy_machine_is_flagged():
+    agg = bench.aggregate([fake_run("sasrec", 0, 0.06)])
+    busy = bench.render_table(agg, {"device": "cpu", "cpu_count": 2, "loadavg_1m": [1.5, 6.0]})
+    quiet = bench.render_table(agg, {"device": "cpu", "cpu_count": 2, "loadavg_1m": [0.5, 1.5]})
+    assert "timings are inflated" in busy and "1.5–6.0" in busy
+    assert "timings are inflated" not in quiet
+
+
+def test_runs_cut_by_the_time_limit_are_marked():
+    cut = dict(fake_run("sasrec", 0, 0.06), stopped_by_deadline=True)
+    text = bench.render_table(bench.aggregate([cut, fake_run("popularity", 0, 0.02)]), {"device": "cpu"})
+    assert "| sasrec† |" in text and "lower bound" in text
+    assert "| popularity |" in text

@@ -167,3 +167,16 @@ def test_popularity_scores_are_counts():
     m = make("popularity")
     assert m.score(HIST)[0, :5].tolist() == [0, 1, 2, 3, 0]
     assert not m.trainable
+
+
+def test_chunked_full_softmax_equals_one_shot():
+    from recattn_lessons.models.base import full_softmax_loss
+    g = torch.Generator().manual_seed(0)
+    h = torch.randn(4, 9, 8, dtype=torch.float64, generator=g, requires_grad=True)
+    y = torch.randint(0, 31, (4, 9), generator=g)
+    W = torch.randn(31, 8, dtype=torch.float64, generator=g)
+    has = y > 0
+    ref = torch.nn.functional.cross_entropy(h[has] @ W[1:].T, y[has] - 1)
+    got = full_softmax_loss(h, y, W, chunk_elements=100)  # 3 rows per chunk
+    torch.testing.assert_close(got, ref, atol=1e-12, rtol=0)
+    torch.testing.assert_close(torch.autograd.grad(got, h)[0], torch.autograd.grad(ref, h)[0])

@@ -126,6 +126,7 @@ def test_sasrec_learns_the_ring(tiny):
     (["--lr", "-1"], "lr must be positive"),
     (["--model-arg", "depth=3"], "no hyper-parameter ['depth']"),
     (["--batch-size", "many"], "invalid int value"),
+    (["--threads", "0"], "--threads must be at least 1"),
 ])
 def test_cli_errors_are_one_line(argv, message, capsys):
     with pytest.raises(SystemExit) as exc:

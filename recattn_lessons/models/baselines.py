@@ -57,7 +57,7 @@ class MeanPoolConfig:
     n_items: int  # item ids run 1..n_items; 0 is padding
     maxlen: int = 50  # history length L
     d_model: int = 64  # embedding size D
-    dropout: float = 0.3  # on the item embeddings
+    dropout: float = 0.2  # on the item embeddings
 
 
 class _Encoder(SequentialRecommender):
@@ -106,7 +106,7 @@ class GRU4RecConfig:
     maxlen: int = 50  # history length L
     d_model: int = 64  # embedding and GRU hidden size D
     n_layers: int = 1  # stacked GRU layers
-    dropout: float = 0.3  # on the item embeddings
+    dropout: float = 0.2  # on the item embeddings
 
 
 class GRU4Rec(_Encoder):

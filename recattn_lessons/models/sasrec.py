@@ -10,8 +10,10 @@ Design choices (and where we depart from the paper):
 - **Pre-LN blocks** ``x + Drop(MHA(LN(x)))``, ``x + Drop(FFN(LN(x)))`` and a
   final LayerNorm. NOTE: the paper normalises after the residual (post-LN).
   Pre-LN keeps an un-normalised residual path, so gradients reach the
-  embeddings at full strength and training is stable at lr 2e-3 without a
-  warm-up schedule (Xiong et al. 2020); post-LN needed warm-up in our tries.
+  embeddings at full strength and training is stable at lr 3e-3 without a
+  warm-up schedule; post-LN transformers are known to need one (Xiong et
+  al. 2020, "On Layer Normalization in the Transformer Architecture"). We
+  did not train a post-LN variant here.
 - **Masks**, boolean with True = may attend: causal AND key is a real item.
   Each position may also attend to itself, so padding rows (which nobody
   reads) are never fully masked; real items never attend to padding.
@@ -20,7 +22,8 @@ Design choices (and where we depart from the paper):
   positions counted from the left of the window, so the most recent item
   always sits at position ``maxlen - 1``.
 - **Two losses**: ``"ce"`` (default), the full softmax over all items
-  (Klenitskiy & Vasilev 2023, "gSASRec"/"SASRec vs BERT4Rec"), and
+  (Klenitskiy & Vasilev 2023, "Turning Dross Into Gold Loss: is BERT4Rec
+  really better than SASRec?"), and
   ``"bce"``, the paper's binary cross-entropy with sampled negatives.
 - **Attention**: ``"fused"`` calls ``F.scaled_dot_product_attention``
   through the course's :class:`~recattn_lessons.attention.MultiHeadAttention`;

