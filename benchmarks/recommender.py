@@ -33,6 +33,7 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 MODELS = ("sasrec", "gru4rec", "meanpool", "din", "popularity")
 METRICS = ("hr@10", "ndcg@10", "mrr")
+SETTINGS = ("epochs", "patience", "min_epochs", "lr", "dropout", "d_model", "maxlen", "batch_size", "amp")
 
 # pmixer/SASRec.pytorch measured on this split with its defaults (issue 4):
 # maxlen 200, 50 dims, 2 blocks, BCE, 1.84 s/epoch, ~330 s, plateau near epoch 180.
@@ -158,6 +159,10 @@ def aggregate(runs: list[dict], stage: str = "test") -> dict[str, dict]:
             agg[proto] = {m: mean_sd([r[stage][proto][m] for r in rs]) for m in METRICS}
         for key in ("train_seconds", "seconds_per_epoch", "epochs"):
             agg[key] = mean_sd([float(r[key]) for r in rs])
+        cfg = rs[0].get("config", {})
+        agg["settings"] = ", ".join(f"{k}={cfg[k]}" for k in SETTINGS if k in cfg)
+        if "bf16" in rs[0]:
+            agg["settings"] += f", bf16={rs[0]['bf16']}"
         out[model] = agg
     return out
 
@@ -206,9 +211,12 @@ def render_table(agg: dict[str, dict], env: dict) -> str:
     if missing:
         note += f" Not measured in this file: {', '.join(missing)}."
     if any(a.get("cut") for a in agg.values()):
-        note += (" † Cut by the time limit before early stopping ended it (validation still"
-                 " improving): numbers from its best validation epoch so far, a lower bound.")
-    return note + "\n\n" + "\n".join(lines) + "\n"
+        note += (" † Interrupted before early stopping ended it: numbers from the best validation"
+                 " epoch in its last checkpoint (see `note` in the JSON).")
+    settings = [f"- {m}: {agg[m]['settings']}" for m in order if agg[m].get("settings")]
+    tail = ("\n\nSettings of each row (`epochs` is the cap; early stopping usually ends sooner):\n\n"
+            + "\n".join(settings)) if settings else ""
+    return note + "\n\n" + "\n".join(lines) + tail + "\n"
 
 
 HEADER = """# Benchmarks: the attention recommender on offline MovieLens

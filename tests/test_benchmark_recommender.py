@@ -112,5 +112,11 @@ def test_busy_machine_is_flagged():
 def test_runs_cut_by_the_time_limit_are_marked():
     cut = dict(fake_run("sasrec", 0, 0.06), stopped_by_deadline=True)
     text = bench.render_table(bench.aggregate([cut, fake_run("popularity", 0, 0.02)]), {"device": "cpu"})
-    assert "| sasrec† |" in text and "lower bound" in text
+    assert "| sasrec† |" in text and "Interrupted" in text
     assert "| popularity |" in text
+
+
+def test_settings_of_each_row_are_listed():
+    run = dict(fake_run("sasrec", 0, 0.06), config={"lr": 0.002, "dropout": 0.3, "seed": 0}, bf16=False)
+    text = bench.render_table(bench.aggregate([run]), {"device": "cpu"})
+    assert "- sasrec: lr=0.002, dropout=0.3, bf16=False" in text
