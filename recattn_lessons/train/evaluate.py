@@ -51,7 +51,7 @@ def evaluate_ranks(model, split: Split, stage: str, maxlen: int, negatives: Tens
     full, sampled = [], []
     try:
         for lo in tqdm(range(0, split.n_users, batch_size), desc=f"evaluate {stage}",
-                       leave=False, disable=not progress):
+                       leave=False, disable=not progress, mininterval=1.0):
             rows = slice(lo, lo + batch_size)
             scores = model.score(hist[rows].to(device)).float().cpu()  # (b, N+1)
             exclude = metrics.seen_mask(full_hist[rows], split.n_items)  # (b, N+1)

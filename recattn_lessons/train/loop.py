@@ -169,8 +169,10 @@ def run(config: TrainConfig, data: Interactions | None = None) -> Result:
         model.train()
         total, n = 0.0, 0
         batches = iterate_batches(windows, cfg.batch_size, gen, seen, model.n_negatives)
+        # mininterval=1: in Jupyter every refresh is a widget message, and a
+        # flood of them overflows the kernel's output queue (nbval times out)
         bar = tqdm(batches, total=math.ceil(len(windows) / cfg.batch_size), leave=False,
-                   desc=f"epoch {epoch}", disable=not cfg.progress)
+                   desc=f"epoch {epoch}", disable=not cfg.progress, mininterval=1.0)
         for i, batch in enumerate(bar, start=1):
             with _autocast(cfg, device):
                 loss = model.loss(batch.to(device))
