@@ -7,6 +7,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH_PIN ?=
+JUPYTER_ARGS ?=
 
 .PHONY: lab test venv exercises progress clean
 
@@ -22,7 +23,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 venv: $(VENV)/.installed
 
 lab: venv
-	$(BIN)/jupyter lab notebooks/00_setup_check.ipynb
+	$(BIN)/jupyter lab $(JUPYTER_ARGS) notebooks/00_setup_check.ipynb
 
 test: venv
 	$(BIN)/python -m pytest tests notebooks solutions \
