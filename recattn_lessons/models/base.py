@@ -17,6 +17,8 @@ candidate items:
 
 from __future__ import annotations
 
+import abc
+
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
@@ -47,17 +49,19 @@ def gather_candidates(all_scores: Tensor, candidates: Tensor | None) -> Tensor:
     return all_scores if candidates is None else all_scores.gather(1, candidates)
 
 
-class SequentialRecommender(nn.Module):
+class SequentialRecommender(nn.Module, abc.ABC):
     """Base class: subclasses set ``n_items`` and implement score and loss."""
 
     n_items: int
     n_negatives: int = 0
 
+    @abc.abstractmethod
     def score(self, history: Tensor, candidates: Tensor | None = None) -> Tensor:
-        raise NotImplementedError
+        """``(B, L)`` left-padded history -> ``(B, C)`` or ``(B, N + 1)`` scores."""
 
+    @abc.abstractmethod
     def loss(self, batch) -> Tensor:
-        raise NotImplementedError
+        """Scalar training loss of one batch."""
 
     def fit_counts(self, train_sequences: list[Tensor]) -> None:
         """Learn from counts before training (popularity); default: nothing."""
