@@ -91,14 +91,7 @@ def _additive(q, k, v, W_q, W_k, w_v, mask=None, *, tanh=True, scale=1.0, soft="
     s = (torch.tanh(h) if tanh else h) @ w_v * scale  # (..., Lq, Lk)
     if soft == "ok":
         return ref.attend(s, v, mask)
-    if soft == "after":
-        w = torch.softmax(s, -1) * (mask if mask is not None else 1)
-    elif soft == "axis":
-        w = M._soft(s, mask, dim=-2)
-    elif soft == "inverted":
-        w = M._soft(s, ~mask if mask is not None else None)
-    else:
-        w = M.nan_softmax(s, mask)
+    w = M.weights_variant(s, mask, soft)
     return w @ v, w
 
 

@@ -59,18 +59,7 @@ def _din(history, target, mask, mlp, *, diff="h-t", soft="ok"):
     if soft == "ok":
         out, w = ref.attend(s[:, None, :], history, mask[:, None, :])
         return out[:, 0], w[:, 0]  # (B, D), (B, L)
-    if soft == "none":
-        w = s * mask
-    elif soft == "nomask":
-        w = torch.softmax(s, dim=-1)
-    elif soft == "after":
-        w = torch.softmax(s, dim=-1) * mask
-    elif soft == "inverted":
-        w = M._soft(s, ~mask)
-    elif soft == "batch":
-        w = M._soft(s, mask, dim=0)
-    else:
-        w = M.nan_softmax(s, mask)
+    w = M.weights_variant(s, mask, soft)  # (B, L)
     return (w[:, :, None] * history).sum(1), w
 
 
@@ -91,7 +80,7 @@ _DIN_MISTAKES = (
     _din_mistake("mask with inverted polarity", "mask is True at real history items.",
                  soft="inverted"),
     _din_mistake("softmax over the batch", "Normalize over the history axis (dim=1 of "
-                 "(B, L)), not over users.", soft="batch"),
+                 "(B, L)), not over users.", soft="axis"),
     _din_mistake("NaN for an empty history", "A user with no history must get a zero "
                  "vector and zero weights, not NaN.", soft="nan"),
 )

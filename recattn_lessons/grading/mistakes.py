@@ -40,6 +40,29 @@ def _soft(scores: Tensor, mask: Tensor | None, dim: int = -1) -> Tensor:
     return softmax(scores, dim=dim)
 
 
+def weights_variant(scores: Tensor, mask: Tensor | None, soft: str = "ok",
+                    dim: int = -1) -> Tensor:
+    """Attention weights from ``scores`` (..., Lq, Lk): right (``"ok"``) or with one
+    catalogued softmax/mask mistake. Shared by every exercise's buggy variants."""
+    if soft == "after":  # mask applied to the weights, after the softmax
+        return torch.softmax(scores, dim=-1) * (mask if mask is not None else 1)
+    if soft == "inverted":  # True read as "blocked"
+        return _soft(scores, ~mask if mask is not None else None)
+    if soft == "axis":  # normalized over the queries (or the batch), not the keys
+        return _soft(scores, mask, dim=-2)
+    if soft == "naive":  # exp without subtracting the max: overflows
+        return naive_softmax(scores if mask is None else scores.masked_fill(~mask, _NEG))
+    if soft == "nan":  # fully-masked rows become NaN
+        return nan_softmax(scores, mask)
+    if soft == "big_negative":  # -1e9 fill: fully-masked rows become uniform
+        return torch.softmax(scores if mask is None else scores.masked_fill(~mask, -1e9), dim=-1)
+    if soft == "nomask":  # mask ignored
+        return torch.softmax(scores, dim=-1)
+    if soft == "none":  # no softmax at all
+        return scores * mask
+    return _soft(scores, mask, dim=dim)
+
+
 # --------------------------------------------------------------------------
 # Scaled dot-product attention: variants of fn(q, k, v, mask) -> (out, w)
 # --------------------------------------------------------------------------
@@ -47,18 +70,7 @@ def _sdpa(q, k, v, mask=None, *, scale="dk", kT=True, value="v", soft="ok", axis
     d = {"dk": q.shape[-1], "dv": v.shape[-1], "none": 1.0}
     s = q @ (k.transpose(-2, -1) if kT else k)
     s = s / (k.shape[-1] if scale == "dk_noroot" else math.sqrt(d[scale]))
-    if soft == "after":
-        w = torch.softmax(s, dim=-1) * (mask if mask is not None else 1)
-    elif soft == "inverted":
-        w = _soft(s, ~mask if mask is not None else None)
-    elif soft == "naive":
-        w = naive_softmax(s if mask is None else s.masked_fill(~mask, _NEG))
-    elif soft == "nan":
-        w = nan_softmax(s, mask)
-    elif soft == "big_negative":
-        w = torch.softmax(s if mask is None else s.masked_fill(~mask, -1e9), dim=-1)
-    else:
-        w = _soft(s, mask, dim=axis)
+    w = weights_variant(s, mask, soft, dim=axis)
     return w @ (k if value == "k" else v), w
 
 
