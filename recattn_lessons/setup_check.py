@@ -9,6 +9,7 @@ tests can assert on the results. ``run_all()`` runs every check and
 from __future__ import annotations
 
 import platform
+import shutil
 import sys
 from dataclasses import dataclass
 from importlib import metadata
@@ -18,8 +19,8 @@ from packaging.version import InvalidVersion, Version
 
 __all__ = [
     "SetupResult", "REQUIREMENTS", "package_versions", "check_python",
-    "check_packages", "check_device", "check_movielens", "movielens_counts",
-    "run_all", "as_frame",
+    "check_packages", "check_device", "device_advice", "check_movielens", "movielens_counts",
+    "check_fonts", "font_advice", "run_all", "as_frame",
 ]
 
 # Minimum versions, the same as pyproject.toml's dependencies (distribution
@@ -89,25 +90,49 @@ def check_packages(requirements: dict[str, str] | None = None) -> list[SetupResu
     return results
 
 
-def check_device() -> SetupResult:
-    """Which accelerator torch sees. CPU is fine for every lesson.
+CPU_OK = "you're on CPU; that's fine, the course's quick modes are made for it"
+CUDA_PIN = 'make clean && make lab TORCH_PIN="torch --index-url https://download.pytorch.org/whl/cu126"'
 
-    Only lesson 05's full-size training wants a GPU; it has a quick CPU mode.
+
+def device_advice(cuda: str | None, mps: bool, torch_cuda: str | None, nvidia_smi: bool,
+                  torch_version: str = "") -> SetupResult:
+    """The device result for the facts found (pure, so every case can be tested).
+
+    ``cuda`` is the GPU's name when torch can use one; ``torch_cuda`` is
+    ``torch.version.cuda`` (None for a CPU-only build); ``nvidia_smi`` says
+    whether the ``nvidia-smi`` tool exists (an NVIDIA driver is installed).
+    """
+    if cuda:
+        return SetupResult("device", True, f"cuda ({cuda})", "GPU found: lesson 05 trains at full size")
+    if mps:
+        return SetupResult("device", True, "mps (Apple GPU)", "Apple GPU found")
+    if not nvidia_smi:
+        return SetupResult("device", True, "cpu", CPU_OK)
+    if torch_cuda is None:
+        return SetupResult("device", True, "cpu",
+                           f"{CPU_OK}. This machine has an NVIDIA GPU (nvidia-smi exists) but this "
+                           f"torch {torch_version} is a CPU-only build; to train lesson 05 at full "
+                           f"size on the GPU, reinstall with a CUDA build: `{CUDA_PIN}` (pick the "
+                           f"cuXXX that pytorch.org gives for your driver)")
+    return SetupResult("device", True, "cpu",
+                       f"{CPU_OK}. nvidia-smi exists and torch {torch_version} is a CUDA "
+                       f"{torch_cuda} build, yet torch sees no GPU: run `nvidia-smi` in a "
+                       f"terminal; an old driver or a GPU hidden by CUDA_VISIBLE_DEVICES is the "
+                       f"usual cause")
+
+
+def check_device() -> SetupResult:
+    """Which accelerator torch sees, with advice that fits this machine.
+
+    CPU is fine for every lesson; only lesson 05's full-size training wants a
+    GPU, and it has a quick CPU mode.
     """
     import torch
 
-    if torch.cuda.is_available():
-        name = torch.cuda.get_device_name(0)
-        return SetupResult("device", True, f"cuda ({name})", "GPU found: lesson 05 trains at full size")
+    cuda = torch.cuda.get_device_name(0) if torch.cuda.is_available() else None
     mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return SetupResult("device", True, "mps (Apple GPU)", "Apple GPU found")
-    hint = ("no GPU visible to torch: every lesson runs on CPU (lesson 05 in its quick "
-            "mode). If this machine has an NVIDIA GPU, install a CUDA build of torch "
-            "(see the README, 'GPU users') and check `nvidia-smi` works")
-    if torch.version.cuda is None:
-        hint += f"; this torch ({torch.__version__}) is a CPU-only build"
-    return SetupResult("device", True, "cpu", hint)
+    return device_advice(cuda, mps is not None and mps.is_available(), torch.version.cuda,
+                         shutil.which("nvidia-smi") is not None, torch.__version__)
 
 
 def movielens_counts(ratings: pd.DataFrame) -> dict[str, int]:
@@ -140,10 +165,62 @@ def check_movielens() -> tuple[SetupResult, pd.DataFrame | None]:
     return SetupResult("movielens", True, found, "offline: no download needed"), df
 
 
+# Font families that cover Chinese, as matplotlib's font list names them.
+CJK_FONT_HINTS = ("CJK", "Source Han", "WenQuanYi", "Droid Sans Fallback", "SimHei", "SimSun",
+                  "Heiti", "PingFang", "YaHei", "Hiragino", "AR PL", "Arial Unicode")
+CJK_SAMPLE = "注意力"  # "attention": what lesson 01 quotes must be able to show
+
+
+def font_advice(system: str | None = None) -> str:
+    """How to install a font for Chinese on this operating system."""
+    system = platform.system() if system is None else system
+    if system == "Darwin":
+        how = ("macOS ships PingFang; if it is missing, `brew install --cask font-noto-sans-cjk`")
+    elif system == "Windows":
+        how = ("Windows ships Microsoft YaHei; if it is missing, add the Chinese "
+               "supplemental fonts (Settings > Apps > Optional features > Add a feature)")
+    else:
+        how = ("`sudo apt-get install fonts-noto-cjk` on Debian/Ubuntu "
+               "(Fedora: `sudo dnf install google-noto-sans-cjk-fonts`)")
+    return (f"no font for Chinese found: the quotes in lesson 01 would show as boxes. "
+            f"Install one: {how}; then reload the browser tab and, for figures, delete "
+            f"matplotlib's font cache (`rm -rf ~/.cache/matplotlib`) and restart the kernel")
+
+
+def _covers(path: str, text: str) -> bool:
+    from matplotlib import ft2font
+
+    try:
+        font = ft2font.FT2Font(path)
+    except Exception:  # an unreadable font file is simply not a candidate
+        return False
+    return all(font.get_char_index(ord(ch)) for ch in text)
+
+
+def check_fonts(font_files=None, system: str | None = None) -> SetupResult:
+    """Is there a font that draws Chinese (lesson 01's quotes, figure titles)?
+
+    Looks among the fonts matplotlib finds on this machine (the browser uses
+    the same system fonts when it runs here). ``font_files`` is a list of
+    ``(family name, path)`` pairs, for tests; default: matplotlib's list.
+    """
+    if font_files is None:
+        from matplotlib import font_manager
+
+        font_files = [(f.name, f.fname) for f in font_manager.fontManager.ttflist]
+    names = sorted({name for name, path in font_files
+                    if any(h.lower() in name.lower() for h in CJK_FONT_HINTS)
+                    and _covers(path, CJK_SAMPLE)})
+    if names:
+        return SetupResult("CJK font", True, ", ".join(names[:3]), "Chinese text will display")
+    return SetupResult("CJK font", False, "none", font_advice(system))
+
+
 def run_all() -> list[SetupResult]:
     """Every check, in the order lesson 00 shows them."""
     results = [check_python(), *check_packages(), check_device()]
     results.append(check_movielens()[0])
+    results.append(check_fonts())
     return results
 
 

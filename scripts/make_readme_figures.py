@@ -29,7 +29,7 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import torch  # noqa: E402
 
-from tqdm.auto import tqdm  # noqa: E402
+from recattn_lessons.progress import tqdm  # noqa: E402
 
 from recattn_lessons.data.batching import SeenIndex, iterate_batches, sliding_windows  # noqa: E402
 from recattn_lessons.data.movielens import load_movielens  # noqa: E402

@@ -38,20 +38,58 @@ def test_movielens_counts_and_ties():
     assert d.n_tied - d.n_tie_groups == 21_845
 
 
-def test_time_order_with_ties_in_file_order():
-    df = pd.DataFrame({
+def tie_frame():
+    return pd.DataFrame({
         "userId": [7, 7, 7, 7, 3, 3, 3],
         "movieId": [50, 10, 30, 20, 10, 40, 50],
         "timestamp": [5, 9, 5, 1, 2, 2, 1],
         "title": ["e", "a", "c", "b", "a", "d", "e"],
         "genres": ["x"] * 7,
     })
-    d = interactions_from_frame(df, title="title", genres="genres")
+
+
+def test_time_order_with_ties_in_file_order():
+    df = tie_frame()
+    d = interactions_from_frame(df, title="title", genres="genres", tie_seed=None)
+    assert d.tie_seed is None
+    assert [t.tolist() for t in d.timestamps] == [[1, 2, 2], [1, 5, 5, 9]]
     assert d.raw_user_ids == [3, 7] and d.raw_item_ids == [-1, 10, 20, 30, 40, 50]
     raw = [[d.raw_item_ids[i] for i in s.tolist()] for s in d.sequences]
     assert raw == [[50, 10, 40], [20, 50, 30, 10]]  # ties 5/5 and 2/2 keep file order
     assert (d.n_tied, d.n_tie_groups) == (4, 2)
     assert d.titles == ["<pad>", "a", "b", "c", "d", "e"]
+
+
+def test_ties_get_a_seeded_random_order():
+    df = tie_frame()
+    orders = set()
+    for seed in range(40):
+        d = interactions_from_frame(df, tie_seed=seed)
+        again = interactions_from_frame(df, tie_seed=seed)
+        assert all(torch.equal(a, b) for a, b in zip(d.sequences, again.sequences))  # seeded
+        raw = [[d.raw_item_ids[i] for i in s.tolist()] for s in d.sequences]
+        # only the order inside a tie group may change; the times stay sorted
+        assert raw[0][0] == 50 and set(raw[0][1:]) == {10, 40}
+        assert raw[1][0] == 20 and set(raw[1][1:3]) == {30, 50} and raw[1][3] == 10
+        assert [t.tolist() for t in d.timestamps] == [[1, 2, 2], [1, 5, 5, 9]]
+        orders.add((tuple(raw[0]), tuple(raw[1])))
+    assert len(orders) == 4  # both groups take both orders: not the file's order every time
+    assert interactions_from_frame(df).tie_seed == 0  # random by default
+    with pytest.raises(TypeError, match="tie_seed"):
+        interactions_from_frame(df, tie_seed="0")
+
+
+def test_random_ties_remove_the_ascending_id_order():
+    """In the file every tie group is in ascending item id (the leak, issue 12)."""
+    def ascending_share(d):
+        up = total = 0
+        for s, t in zip(d.sequences, d.timestamps):
+            same = t[1:] == t[:-1]
+            up += int((s[1:] > s[:-1])[same].sum())
+            total += int(same.sum())
+        return up / total
+    assert ascending_share(load_movielens(tie_seed=None)) == 1.0
+    assert 0.45 < ascending_share(load_movielens(tie_seed=0)) < 0.55
 
 
 def test_missing_column_is_named():

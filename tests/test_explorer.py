@@ -102,3 +102,37 @@ def test_bad_inputs_say_what_to_fix(setup):
         ex.figure(0, head=5)
     with pytest.raises(ValueError, match="rec must be"):
         ex.figure(0, rec=10)
+
+
+def test_html_view_has_a_colour_scale_and_a_key_to_the_bars(setup):
+    model, h, titles = setup
+    ex = AttentionExplorer(model, h, titles)
+    page = ex.heatmap_html(0, rec=1)
+    legend = page.split('class="recattn-legend"')[1]
+    assert "linear-gradient" in legend and "attention weight 0" in legend
+    v = ex.view(0)
+    w = v.attn[-1].mean(0)
+    assert f"longest bar = {w[-1, -ex.last:].max():.2f}" in legend
+    assert "score of #2 drops" in legend
+
+
+def test_static_figure_has_a_colour_scale_and_a_key_to_every_bar_colour(setup):
+    from matplotlib.colors import to_hex
+
+    model, h, titles = setup
+    fig = AttentionExplorer(model, h, titles).figure(0, rec=1)
+    heat, attn_ax, drop_ax = (ax for ax in fig.axes if ax.get_label() != "<colorbar>")
+    assert heat.images[0].colorbar.ax in fig.axes  # the heatmap's colour scale
+    for ax, words in ((attn_ax, ["final query"]), (drop_ax, ["#2", "helps", "hurts"])):
+        legend = ax.get_legend()
+        assert legend is not None, "a bar panel without a key"
+        text = " ".join(t.get_text() for t in [legend.get_title()] + legend.get_texts())
+        assert all(w in text for w in words), text
+        assert min(t.get_fontsize() for t in legend.get_texts()) >= 9
+        keyed = {to_hex(p.get_facecolor()) for p in legend.get_patches()}
+        drawn = {to_hex(p.get_facecolor()) for p in ax.patches}
+        assert drawn <= keyed, f"bar colours {drawn - keyed} have no legend entry"
+    fig.canvas.draw()
+    boxes = sorted((t.get_window_extent() for t in heat.get_xticklabels() if t.get_text()),
+                   key=lambda b: b.x0)
+    assert all(a.x1 <= b.x0 for a, b in zip(boxes, boxes[1:]))  # column labels do not overlap

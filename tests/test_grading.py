@@ -120,8 +120,8 @@ def test_wrong_return_type():
 
 
 def test_unknown_id_suggests_the_closest():
-    with pytest.raises(KeyError, match="did you mean 'softmax'"):
-        check("sofmax", A.softmax)
+    res = check("sofmax", A.softmax)  # a result, not a KeyError traceback
+    assert not res.passed and "did you mean 'softmax'" in res.message
 
 
 def test_check_leaves_the_global_rng_and_threads_alone():
@@ -134,10 +134,11 @@ def test_check_leaves_the_global_rng_and_threads_alone():
 
 def test_check_result_renders_everywhere():
     res = CheckResult(False, "Likely bug: <missing scaling>", "softmax")
-    assert str(res).startswith("❌ softmax: failed")
-    assert "**❌ `softmax`: failed**" in res._repr_markdown_()
+    assert str(res).startswith("[FAIL] softmax: failed")
+    assert "**[FAIL] `softmax`: failed**" in res._repr_markdown_()
     html = res._repr_html_()
-    assert "&lt;missing scaling&gt;" in html and "<pre" in html
+    assert "&lt;missing scaling&gt;" in html and "word-break:normal" in html
+    assert str(res).isascii() and html.isascii()  # no emoji that show as boxes
     assert not bool(res)
 
 
@@ -149,10 +150,10 @@ def test_hints_are_progressive_for_every_exercise():
         assert len(every.lines) == len(HINTS[eid]) >= 3 and not every.more
         assert every.lines[0] == one.lines[0]
         assert "Hint 2" in str(hint(eid, 2)) and "Hint 3" not in str(hint(eid, 2))
-    with pytest.raises(ValueError, match="level starts at 1"):
-        hint("softmax", 0)
-    with pytest.raises(KeyError, match="did you mean"):
-        hint("softmx", 1)
+    assert "levels start at 1" in hint("softmax", 0)
+    assert "did you mean" in hint("softmx", 1)
+    assert str(hint("softmax", "2")) == str(hint("softmax", 2))  # a string level works
+    assert "is a number" in hint("softmax", "two")
 
 
 def test_at_least_fourteen_exercises_with_metadata():

@@ -137,8 +137,11 @@ def test_cache_dir_environment(monkeypatch, tmp_path):
 def test_load_grouplens_returns_interactions(tmp_path, fake_1m):
     from recattn_lessons.data.movielens import Interactions
 
-    data = grouplens.load_grouplens("ml-1m", tmp_path, progress=False)
+    data = grouplens.load_grouplens("ml-1m", tmp_path, progress=False, tie_seed=None)  # file order
     assert isinstance(data, Interactions)
+    shuffled = grouplens.load_grouplens("ml-1m", tmp_path, progress=False)  # default: tie_seed=0
+    assert shuffled.tie_seed == 0 and shuffled.sequences[0][0] == 3  # only the tie may move
+    assert sorted(shuffled.sequences[0].tolist()) == [1, 2, 3]
     assert (data.n_users, data.n_items) == (2, 3)
     # raw movies 10, 20, 30 -> ids 1, 2, 3; user 1 sorted by time, the tie (20, 10) kept in file order
     assert data.sequences[0].tolist() == [3, 2, 1] and data.sequences[1].tolist() == [3]

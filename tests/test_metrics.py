@@ -192,3 +192,25 @@ def test_metric_values_by_hand():
     assert hit_rate_at_k(r, 10) == 0.75
     assert ndcg_at_k(r, 10) == pytest.approx((1 + 1 / math.log2(3) + 1 / math.log2(11)) / 4)
     assert mrr(r) == pytest.approx((1 + 1 / 2 + 1 / 10 + 1 / 11) / 4)
+
+
+def test_negatives_fallback_for_users_who_saw_most_items_is_uniform_and_valid():
+    N, U = 30, 3000
+    hist = torch.arange(1, 23).expand(U, 22)  # 8 allowed items; 7 wanted: rejection rarely suffices
+    neg = sample_negatives(hist, N, n=7, generator=0)
+    assert all(len(set(r)) == 7 and min(r) >= 23 for r in neg.tolist())
+    counts = torch.bincount(neg.flatten(), minlength=N + 1)[23:]
+    expected = U * 7 / 8
+    assert ((counts - expected).abs() < 5 * math.sqrt(expected)).all()
+
+
+def test_csr_history_forms_agree():
+    from recattn_lessons.metrics import CSRHistory
+    seqs = [torch.tensor([3, 1]), torch.tensor([], dtype=torch.long), torch.tensor([5, 5, 2])]
+    csr = CSRHistory.from_sequences(seqs, 6)
+    dense = seen_mask(torch.tensor([[3, 1, 0], [0, 0, 0], [5, 5, 2]]), 6)
+    assert torch.equal(csr.mask(0, 3), dense) and torch.equal(csr.mask(1, 3), dense[1:])
+    a = sample_negatives(csr, 6, n=2, generator=5)
+    b = sample_negatives(dense, 6, n=2, generator=5)
+    c = sample_negatives(seqs, 6, n=2, generator=5)
+    assert torch.equal(a, b) and torch.equal(a, c)

@@ -38,7 +38,7 @@ def test_score_shapes_and_candidates_agree(name):
     torch.testing.assert_close(part, full.gather(1, cand))
 
 
-@pytest.mark.parametrize("name", ["sasrec", "din", "gru4rec", "meanpool"])
+@pytest.mark.parametrize("name", ["sasrec", "hstu", "din", "gru4rec", "meanpool"])
 def test_padding_amount_does_not_change_scores(name):
     """Real items never attend to (or read) padding: more left padding, same scores."""
     m = make(name).double()
@@ -48,7 +48,7 @@ def test_padding_amount_does_not_change_scores(name):
     torch.testing.assert_close(short, long, atol=1e-10, rtol=0)
 
 
-@pytest.mark.parametrize("name", ["sasrec", "gru4rec", "meanpool"])
+@pytest.mark.parametrize("name", ["sasrec", "hstu", "gru4rec", "meanpool"])
 def test_causal_future_items_do_not_leak(name):
     m = make(name).double()
     h2 = HIST.clone()
@@ -123,18 +123,24 @@ def test_sasrec_reference_equals_fused():
 
 
 @pytest.mark.parametrize("name,kw", [("sasrec", {}), ("sasrec", {"loss": "bce"}), ("din", {}),
-                                     ("din", {"attention": "dot"}), ("gru4rec", {}), ("meanpool", {})])
-def test_losses_are_finite_and_training_lowers_them(name, kw):
-    m = make(name, **kw).train()
+                                     ("din", {"attention": "dot"}), ("din", {"loss": "sampled"}),
+                                     ("gru4rec", {}), ("meanpool", {})])
+def test_losses_are_finite_and_one_batch_is_overfit(name, kw):
+    """40 Adam steps on one batch (no dropout) cut the loss by 30% at least, not just any amount.
+
+    Measured (seed 0): final / first = 0.007 sasrec, 0.007 sasrec-bce, 0.53 din, 0.62 din-dot,
+    0.09 din-sampled, 0.15 gru4rec, 0.05 meanpool.
+    """
+    m = make(name, dropout=0.0, **kw).train()
     b = batch(m.n_negatives)
     opt = torch.optim.Adam(m.parameters(), lr=1e-2)
     first = m.loss(b)
     assert first.dim() == 0 and torch.isfinite(first)
-    for _ in range(20):
+    for _ in range(40):
         opt.zero_grad()
         m.loss(b).backward()
         opt.step()
-    assert m.loss(b) < first
+    assert m.loss(b) < 0.7 * first
 
 
 def test_din_weights_and_activation_unit_match_the_formula():

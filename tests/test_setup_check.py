@@ -62,5 +62,38 @@ def test_run_all_and_frame():
     results = sc.run_all()
     frame = sc.as_frame(results)
     assert list(frame.columns) == ["check", "status", "found", "advice"]
-    assert frame["check"].tolist()[0] == "python" and frame["check"].tolist()[-1] == "movielens"
-    assert len(frame) == len(sc.REQUIREMENTS) + 3
+    assert frame["check"].tolist()[0] == "python"
+    assert frame["check"].tolist()[-2:] == ["movielens", "CJK font"]
+    assert len(frame) == len(sc.REQUIREMENTS) + 4
+
+
+def test_device_advice_fits_the_machine():
+    cpu_laptop = sc.device_advice(None, False, None, nvidia_smi=False, torch_version="2.13.0+cpu")
+    assert cpu_laptop.ok and cpu_laptop.found == "cpu" and cpu_laptop.advice == sc.CPU_OK
+    assert "CUDA" not in cpu_laptop.advice  # no GPU: never suggest a CUDA build
+    gpu_cpu_torch = sc.device_advice(None, False, None, nvidia_smi=True, torch_version="2.13.0+cpu")
+    assert "CPU-only build" in gpu_cpu_torch.advice and "TORCH_PIN" in gpu_cpu_torch.advice
+    assert "make clean" in gpu_cpu_torch.advice  # the stamp file would skip a reinstall
+    broken = sc.device_advice(None, False, "12.6", nvidia_smi=True, torch_version="2.13.0")
+    assert "sees no GPU" in broken.advice and "TORCH_PIN" not in broken.advice
+    gpu = sc.device_advice("NVIDIA H200", False, "12.6", nvidia_smi=True)
+    assert gpu.found == "cuda (NVIDIA H200)"
+    assert sc.device_advice(None, True, None, nvidia_smi=False).found.startswith("mps")
+
+
+def test_fonts_found_only_when_a_font_really_draws_chinese(tmp_path):
+    from matplotlib import font_manager
+
+    dejavu = font_manager.findfont("DejaVu Sans")
+    # a font named like a CJK family but without the glyphs does not count
+    fake = sc.check_fonts([("Noto Sans CJK JP", dejavu)], system="Linux")
+    assert not fake.ok and fake.found == "none"
+    assert "apt-get install fonts-noto-cjk" in fake.advice
+    assert "brew" in sc.font_advice("Darwin") and "Windows" in sc.font_advice("Windows")
+    cjk = [f for f in font_manager.fontManager.ttflist
+           if any(h.lower() in f.name.lower() for h in sc.CJK_FONT_HINTS)]
+    real = sc.check_fonts([(f.name, f.fname) for f in cjk])
+    if cjk and sc._covers(cjk[0].fname, sc.CJK_SAMPLE):
+        assert real.ok and cjk[0].name in real.found
+    else:
+        assert not real.ok

@@ -2,31 +2,22 @@
 
 import json
 
-import pandas as pd
 import pytest
 import torch
 
-from recattn_lessons.data import interactions_from_frame, leave_one_out
+from recattn_lessons.data import leave_one_out
 from recattn_lessons.models import SASRec
 from recattn_lessons.train import TrainConfig, TrainingDiverged, eval_negatives, evaluate, run
 from recattn_lessons.train.checkpoint import load_checkpoint
 from recattn_lessons.train.cli import main
+from ring_data import N_ITEMS, ring
 
-N_ITEMS = 40
 
 
 @pytest.fixture(scope="module")
 def tiny():
     """30 users walking a ring of items (next = current + 1 or + 2), 8-15 steps."""
-    g = torch.Generator().manual_seed(0)
-    rows = []
-    for u in range(30):
-        item = int(torch.randint(1, N_ITEMS + 1, (1,), generator=g))
-        for t in range(int(torch.randint(8, 16, (1,), generator=g))):
-            rows.append((u, item, t))
-            item = (item + int(torch.randint(1, 3, (1,), generator=g)) - 1) % N_ITEMS + 1
-    df = pd.DataFrame(rows, columns=["userId", "movieId", "timestamp"])
-    return interactions_from_frame(df)
+    return ring()
 
 
 def cfg(**kw):

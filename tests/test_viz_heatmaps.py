@@ -10,7 +10,7 @@ import pytest  # noqa: E402
 import torch  # noqa: E402
 
 from recattn_lessons.viz import attention_heatmap, show_heatmaps  # noqa: E402
-from recattn_lessons.viz.heatmaps import ANNOTATE_MAX, shorten  # noqa: E402
+from recattn_lessons.viz.heatmaps import ANNOTATE_MAX, fit_tick_labels, shorten  # noqa: E402
 
 
 @pytest.fixture(autouse=True)
@@ -100,3 +100,34 @@ def test_show_heatmaps_errors():
         show_heatmaps(np.zeros((1, 3, 2, 2)), titles=["a", "b"])
     with pytest.raises(ValueError, match="col_labels has 1 labels"):
         show_heatmaps(np.zeros((1, 1, 2, 2)), col_labels=["a"])
+
+
+def _overlaps(texts, horizontal):
+    boxes = sorted((t.get_window_extent() for t in texts if t.get_text()),
+                   key=lambda b: b.x0 if horizontal else b.y0)
+    return sum(a.x1 > b.x0 if horizontal else a.y1 > b.y0 for a, b in zip(boxes, boxes[1:]))
+
+
+def test_fit_tick_labels_rotates_then_thins_crowded_labels_and_keeps_the_last():
+    n = 60
+    names = [f"item number {i}" for i in range(n)]
+    ax = attention_heatmap(np.eye(n), names, names, annotate=False)
+    fig = ax.figure
+    fig.set_size_inches(5, 5)  # far too small for 60 labels a side
+    fig.canvas.draw()
+    assert _overlaps(ax.get_xticklabels(), True) and _overlaps(ax.get_yticklabels(), False)
+    assert fit_tick_labels(fig) is fig
+    fig.canvas.draw()
+    xs, ys = ax.get_xticklabels(), ax.get_yticklabels()
+    assert not _overlaps(xs, True) and not _overlaps(ys, False)
+    assert all(t.get_rotation() == 90 for t in xs)
+    assert xs[-1].get_text() == ys[-1].get_text() == "item number 59"
+    assert 2 <= len(ys) < n and list(ax.get_yticks()) == list(range(n - 1, -1, -n // len(ys)))[::-1]
+
+
+def test_fit_tick_labels_leaves_roomy_labels_alone():
+    ax = attention_heatmap(np.eye(3), ["a", "b", "c"], ["x", "y", "z"])
+    before = [(t.get_text(), t.get_rotation()) for t in ax.get_xticklabels()]
+    fit_tick_labels(ax.figure)
+    assert [(t.get_text(), t.get_rotation()) for t in ax.get_xticklabels()] == before
+    assert [t.get_text() for t in ax.get_yticklabels()] == ["a", "b", "c"]

@@ -9,10 +9,10 @@
 
 from .batching import Batch, SeenIndex, Windows, iterate_batches, sample_negatives, sliding_windows
 from .movielens import Interactions, interactions_from_frame, load_movielens
-from .splits import Split, histories, leave_one_out, left_pad
+from .splits import Split, cold_targets, histories, leave_one_out, left_pad
 
 __all__ = [
     "Interactions", "load_movielens", "interactions_from_frame",
-    "Split", "leave_one_out", "histories", "left_pad",
+    "Split", "leave_one_out", "histories", "left_pad", "cold_targets",
     "Windows", "Batch", "sliding_windows", "SeenIndex", "sample_negatives", "iterate_batches",
 ]

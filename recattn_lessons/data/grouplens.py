@@ -34,7 +34,7 @@ from urllib.error import URLError
 from urllib.request import urlopen
 
 import pandas as pd
-from tqdm.auto import tqdm
+from recattn_lessons.progress import tqdm
 
 __all__ = [
     "GroupLensSpec", "DATASETS", "cache_dir", "download", "extract", "read_ratings",
@@ -213,13 +213,15 @@ def load_grouplens_frame(
     return ratings.merge(movies, on="movieId", how="left", sort=False)
 
 
-def load_grouplens(name: str = "ml-1m", root: str | os.PathLike | None = None, progress: bool = True):
+def load_grouplens(name: str = "ml-1m", root: str | os.PathLike | None = None, progress: bool = True,
+                   tie_seed: int | None = 0):
     """ML-1M / ML-20M as :class:`~recattn_lessons.data.movielens.Interactions`.
 
     The same type as ``load_movielens()`` returns, so the split, the models
     and the training loop work unchanged (lesson 05, "going bigger").
+    ``tie_seed`` orders same-second ratings at random (``None``: file order).
     """
     from recattn_lessons.data.movielens import interactions_from_frame
 
     frame = load_grouplens_frame(name, root, progress=progress)
-    return interactions_from_frame(frame, title="title", genres="genres")
+    return interactions_from_frame(frame, title="title", genres="genres", tie_seed=tie_seed)

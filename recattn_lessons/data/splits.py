@@ -25,7 +25,7 @@ from torch import Tensor
 
 from .movielens import Interactions
 
-__all__ = ["Split", "leave_one_out", "histories", "left_pad"]
+__all__ = ["Split", "leave_one_out", "histories", "left_pad", "cold_targets"]
 
 
 @dataclass(frozen=True)
@@ -112,3 +112,18 @@ def histories(split: Split, stage: str = "valid", maxlen: int = 50) -> Tensor:
     ``stage='test'`` it also ends with the validation item.
     """
     return left_pad(split.seen(stage), maxlen)
+
+
+def cold_targets(split: Split) -> dict[str, int]:
+    """Held-out items that never occur in any user's training sequence.
+
+    No model trained on ``split.train`` can have learned anything about such
+    an item (its embedding is still its initialisation), so they cap what
+    any model can reach: ``{"n_users", "n_cold_valid", "n_cold_test"}``.
+    """
+    seen = torch.zeros(split.n_items + 1, dtype=torch.bool)
+    if split.train:
+        seen[torch.cat([t.long() for t in split.train])] = True
+    return {"n_users": split.n_users,
+            "n_cold_valid": int((~seen[split.valid_target]).sum()),
+            "n_cold_test": int((~seen[split.test_target]).sum())}

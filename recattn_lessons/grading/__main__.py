@@ -10,11 +10,11 @@ import argparse
 import sys
 from pathlib import Path
 
-from tqdm.auto import tqdm
+from recattn_lessons.progress import tqdm
 
 from recattn_lessons.grading.runner import run_notebooks
 
-_ICON = {"passed": "✅", "failed": "❌", "not attempted": "⏳", "no checks": "  "}
+_ICON = {"passed": "[PASS]", "failed": "[FAIL]", "not attempted": "[TODO]", "no checks": "[    ]"}  # ASCII: no emoji font needed
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -14,6 +14,8 @@ import contextlib
 import html
 import math
 import os
+import re
+import textwrap
 import traceback
 from dataclasses import dataclass, field
 from typing import Any, Callable, Sequence
@@ -22,12 +24,33 @@ import torch
 from torch import Tensor
 
 __all__ = ["single_thread", "CheckResult", "CheckFailure", "Case", "Mistake", "Exercise",
-           "learner_error", "run_cases", "tolerances", "close"]
+           "learner_error", "run_cases", "tolerances", "close", "is_stub", "STUB_MESSAGE",
+           "arg_names", "changed_inputs", "wrap"]
 
 _PKG_DIR = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 _TORCH_DIR = os.path.dirname(os.path.abspath(torch.__file__))
 _STDLIB_DIR = os.path.dirname(os.path.abspath(traceback.__file__))
-_ICONS = {"passed": "✅", "failed": "❌", "not attempted": "⏳"}
+# Plain ASCII: emoji show as boxes where no emoji font is installed (issue 13).
+_ICONS = {"passed": "[PASS]", "failed": "[FAIL]", "not attempted": "[TODO]"}
+STUB_MESSAGE = "Exercise: replace this line with your solution"
+
+
+def is_stub(exc: BaseException) -> bool:
+    """True for the NotImplementedError raised by a generated exercise stub only."""
+    return isinstance(exc, NotImplementedError) and bool(exc.args) and \
+        str(exc.args[0]).startswith(STUB_MESSAGE)
+
+
+def wrap(message: str, width: int = 88) -> str:
+    """Wrap each line of ``message`` on word boundaries; indented lines (code) stay whole."""
+    out = []
+    for line in message.splitlines():
+        if len(line) <= width or line.startswith((" ", "\t")):
+            out.append(line)
+        else:
+            out.extend(textwrap.wrap(line, width, break_long_words=False,
+                                     break_on_hyphens=False))
+    return "\n".join(out)
 
 
 @dataclass(frozen=True)
@@ -47,7 +70,7 @@ class CheckResult:
         return "passed" if self.passed else "failed"
 
     def __str__(self) -> str:
-        return f"{_ICONS[self.status]} {self.exercise_id}: {self.status}\n{self.message}"
+        return f"{_ICONS[self.status]} {self.exercise_id}: {self.status}\n{wrap(self.message)}"
 
     def __bool__(self) -> bool:
         return self.passed
@@ -63,8 +86,9 @@ class CheckResult:
         colour = {"passed": "#1a7f37", "failed": "#cf222e", "not attempted": "#9a6700"}
         return (f'<div style="border-left:4px solid {colour[self.status]};padding:4px 8px">'
                 f"<b>{_ICONS[self.status]} <code>{html.escape(self.exercise_id)}</code>: "
-                f"{self.status}</b><br><pre style=\"white-space:pre-wrap;margin:0\">"
-                f"{html.escape(self.message)}</pre></div>")
+                f"{self.status}</b><div style=\"white-space:pre-wrap;word-break:normal;"
+                f"overflow-wrap:break-word;font-family:monospace;margin:0\">"
+                f"{html.escape(self.message)}</div></div>")
 
 
 class CheckFailure(Exception):
@@ -100,6 +124,7 @@ class Exercise:
     checker: Callable[[Callable], str]  # raises CheckFailure; returns a success note
     difficulty: str = "medium"  # easy | medium | hard
     minutes: int = 15
+    takes_class: bool = False  # module exercises are graded on the class, not an instance
 
 
 @contextlib.contextmanager
@@ -205,7 +230,13 @@ def _structure(got: Any, want: Any, names: Sequence[str]) -> str | None:
     if not isinstance(got, Tensor):
         return f"{name} should be a torch.Tensor, got {type(got).__name__}"
     if got.shape != want.shape:
-        return f"{name} has the wrong shape: expected {_shape(want)}, got {_shape(got)}"
+        msg = f"{name} has the wrong shape: expected {_shape(want)}, got {_shape(got)}"
+        if [s for s in want.shape if s != 1] == list(got.shape) and 1 in want.shape:
+            msg += ("; a .squeeze() without a dim drops every size-1 axis (here a batch, "
+                    "query or length of 1): squeeze only the axis you mean, e.g. .squeeze(-1)")
+        return msg
+    if got.device != want.device:
+        return f"{name} is on {got.device}, expected {want.device} (the inputs' device)"
     if want.dtype == torch.bool and got.dtype != torch.bool:
         return f"{name} should be a boolean tensor (True = may attend), got {got.dtype}; use .bool()"
     if want.is_floating_point() and got.dtype != want.dtype:
@@ -248,24 +279,86 @@ def diagnose(got: Any, case: Case, mistakes: Sequence[Mistake]) -> Mistake | Non
     return None
 
 
+def arg_names(signature: str) -> list[str]:
+    """``"fn(q, k, v, mask=None) -> ..."`` -> ``["q", "k", "v", "mask"]``."""
+    m = re.match(r"[^(]*\(([^)]*)\)", signature)
+    if not m:
+        return []
+    return [a.split("=")[0].split(":")[0].strip() for a in m.group(1).split(",") if a.strip()]
+
+
+def _same_tensor(a: Tensor, b: Tensor) -> bool:
+    if a.shape != b.shape or a.dtype != b.dtype:
+        return False
+    if a.is_floating_point():
+        return torch.equal(a.nan_to_num(0.5, 7.0, -7.0), b.nan_to_num(0.5, 7.0, -7.0))
+    return torch.equal(a, b)
+
+
+def changed_inputs(originals: Sequence, copies: Sequence, names: Sequence[str]) -> str | None:
+    """A message naming the first tensor argument that the learner's call modified."""
+    for i, (a, b) in enumerate(zip(originals, copies)):
+        if isinstance(a, Tensor) and isinstance(b, Tensor) and not _same_tensor(a, b):
+            name = names[i] if i < len(names) else f"argument {i + 1}"
+            return (f"your function modified its input `{name}` in place (e.g. `{name} /= ...`, "
+                    f"`{name}.masked_fill_(...)` or `{name}[...] = ...`); the caller's tensor "
+                    f"must stay as it was: write `{name} = {name} / ...` or use the out-of-place "
+                    f"`masked_fill`")
+    return None
+
+
+def _swapped(got: Any, want: Any, names: Sequence[str]) -> str | None:
+    if (isinstance(want, tuple) and len(want) == 2 and isinstance(got, (tuple, list))
+            and len(got) == 2 and close(tuple(got[::-1]), want)):
+        return (f"Likely bug: ({names[1]}, {names[0]}) returned in the wrong order. "
+                f"Return ({', '.join(names)}).")
+    return None
+
+
+def _varies(fn: Callable, case: Case, got: Any) -> bool:
+    """True when calling ``fn`` again on the same inputs gives another answer."""
+    try:
+        again = fn(*(a.clone() if isinstance(a, Tensor) else a for a in case.args), **case.kwargs)
+    except Exception:
+        return False
+    return not close(again, got)
+
+
 def run_cases(fn: Callable, cases: Sequence[Case], reference: Callable,
               mistakes: Sequence[Mistake] = (), names: Sequence[str] = ("output",),
               signature: str = "") -> None:
-    """Grade ``fn`` on every case; raise CheckFailure at the first wrong one."""
+    """Grade ``fn`` on every case; raise CheckFailure at the first wrong one.
+
+    Each case checks, in order: the call does not raise, the inputs are left
+    as they were, the structure (type, shape, dtype, device) and the values.
+    """
+    params = arg_names(signature)
     for i, case in enumerate(cases, 1):
         want = reference(*case.args, **case.kwargs)
         where = f"case {i}/{len(cases)} ({case.desc})"
         args = tuple(a.clone() if isinstance(a, Tensor) else a for a in case.args)
         try:  # on copies: an in-place edit of the inputs must not skew the diagnosis
             got = fn(*args, **case.kwargs)
-        except NotImplementedError:
-            raise
         except Exception as exc:
+            if is_stub(exc):
+                raise
             raise CheckFailure(learner_error(exc, signature, where)) from None
-        if close(got, want):
+        edited = changed_inputs(case.args, args, params)
+        if edited:
+            raise CheckFailure(f"On {where}: {edited}.")
+        problem = _structure(got, want, names)
+        if problem is None and close(got, want):
             continue
-        problem = _structure(got, want, names) or _first_error(got, want, names)
+        swapped = _swapped(got, want, names)
+        if swapped:
+            raise CheckFailure(f"{swapped}\nSeen on {where}.")
+        problem = problem or _first_error(got, want, names)
         found = diagnose(got, case, mistakes)
+        if found is None and _varies(fn, case, got):
+            raise CheckFailure(f"On {where}: two calls on the same input give different "
+                               f"results: dropout or random sampling is still on in eval mode (after "
+                               f"model.eval() dropout must be off: use nn.Dropout or "
+                               f"F.dropout(x, p, training=self.training)).")
         if found is not None:
             raise CheckFailure(f"Likely bug: {found.name}. {found.explain}\n"
                                f"Seen on {where}: {problem}.")

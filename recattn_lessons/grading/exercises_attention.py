@@ -49,6 +49,10 @@ def attention_cases(seed: int = 0) -> list[Case]:
              (r(2, 4, 8, scale=100.0), r(2, 6, 8, scale=100.0), r(2, 6, 3))),
         Case("float32 inputs with a mask", (r(3, 5, 16, **f32), r(3, 9, 16, **f32),
                                             r(3, 9, 4, **f32), _mask(g, 3, 5, 9))),
+        Case("batch of 1 and a single query: q (1, 1, 4), k (1, 5, 4), v (1, 5, 3), "
+             "mask (1, 1, 5)", (r(1, 1, 4), r(1, 5, 4), r(1, 5, 3), _mask(g, 1, 1, 5))),
+        Case("a single key: q (2, 3, 4), k (2, 1, 4), v (2, 1, 2)",
+             (r(2, 3, 4), r(2, 1, 4), r(2, 1, 2))),
     ]
 
 
@@ -60,7 +64,8 @@ def _check_softmax(fn) -> str:
     r = lambda *s, **kw: _randn(g, *s, **kw)  # noqa: E731
     rows = torch.stack([r(6) * 3 + 900, r(6) * 3 - 900])  # far-apart rows
     partial = r(4, 5).masked_fill(torch.eye(4, 5, dtype=torch.bool), float("-inf"))
-    cases = [
+    cases = [  # a square first case, so that amax without keepdim runs (and is named)
+        Case("x of shape (4, 4), dim=-1", (r(4, 4),)),
         Case("x of shape (3, 4), dim=-1", (r(3, 4),)),
         Case("x of shape (2, 3, 5), dim=1", (r(2, 3, 5),), {"dim": 1}),
         Case("x of shape (4, 3), dim=0", (r(4, 3),), {"dim": 0}),
@@ -68,6 +73,7 @@ def _check_softmax(fn) -> str:
         Case("rows far apart (one near +900, one near -900)", (rows,)),
         Case("some -inf entries (masked scores)", (partial,)),
         Case("float32 logits ~ 100", (r(5, 7, dtype=torch.float32) * 100,)),
+        Case("a single row: x of shape (1, 5), dim=-1", (r(1, 5),)),
     ]
     run_cases(fn, cases, ref.softmax, M.SOFTMAX, ("softmax(x)",), "fn(x, dim=-1)")
     return "Stable on large logits, correct on every axis, float32 and float64."
@@ -108,9 +114,9 @@ _ADDITIVE_MISTAKES = (
                  "the softmax so the allowed weights sum to 1.", soft="after"),
     _add_mistake("mask with inverted polarity", "True = may attend; fill where ~mask.",
                  soft="inverted"),
-    _add_mistake("NaN for a fully-masked row", "A query with no allowed key must get "
-                 "zero weights, not NaN: use nan_to_num(0.0) or zero those rows.",
-                 soft="nan"),
+    _add_mistake(*M.NAN_ROW, soft="nan"),
+    _add_mistake(*M.BIG_NEGATIVE, soft="big_negative"),
+    _add_mistake(*M.ZERO_FILL, soft="zero"),
 )
 
 
@@ -213,6 +219,8 @@ def _check_bilinear(fn) -> str:
         Case("x (2, 5, 6), y (2, 3, 4), W (6, 4)", (r(2, 5, 6), r(2, 3, 4), r(6, 4))),
         Case("float32, x (3, 7, 8), y (3, 2, 5), W (8, 5)",
              tuple(t.float() for t in (r(3, 7, 8), r(3, 2, 5), r(8, 5)))),
+        Case("batch of 1, Lx = 1: x (1, 1, 3), y (1, 4, 2), W (3, 2)",
+             (r(1, 1, 3), r(1, 4, 2), r(3, 2))),
     ]
     run_cases(fn, cases, _bilinear, _BILINEAR_MISTAKES, ("scores",),
               "fn(x, y, W) -> (B, Lx, Ly)")

@@ -45,6 +45,8 @@ def _check_dot_scores(fn) -> str:
         Case("L == Lq: input_seq (2, 4, 3), query_seq (2, 4, 3)", (r(2, 4, 3), r(2, 4, 3))),
         Case("one query: query_seq (3, 1, 6)", (r(3, 8, 6), r(3, 1, 6))),
         Case("float32", (r(2, 6, 4, dtype=torch.float32), r(2, 5, 4, dtype=torch.float32))),
+        Case("batch of 1, one query: input_seq (1, 5, 3), query_seq (1, 1, 3)",
+             (r(1, 5, 3), r(1, 1, 3))),
     ]
     run_cases(fn, cases, _dot_scores, _DOT_MISTAKES, ("scores",),
               "attention_scores(input_seq, query_seq) -> (B, Lq, L)")
@@ -69,6 +71,9 @@ _KERAS_MISTAKES = (
             lambda Q, K, V: M._sdpa(Q, K, V, scale="none")),
     Mistake("elementwise product instead of a matrix product", "(weights * V).sum(axis=1) "
             "is not weights @ V: the source multiplied entry by entry.", _keras_elementwise),
+    Mistake("softmax over the wrong axis", "Each query's weights over the keys must sum "
+            "to 1: softmax(scores, dim=-1), not over the queries.",
+            lambda Q, K, V: M._sdpa(Q, K, V, axis=-2)),
 )
 
 

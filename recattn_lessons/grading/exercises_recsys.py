@@ -83,6 +83,8 @@ _DIN_MISTAKES = (
                  "(B, L)), not over users.", soft="axis"),
     _din_mistake("NaN for an empty history", "A user with no history must get a zero "
                  "vector and zero weights, not NaN.", soft="nan"),
+    _din_mistake(*M.BIG_NEGATIVE, soft="big_negative"),
+    _din_mistake(*M.ZERO_FILL, soft="zero"),
 )
 
 
@@ -90,7 +92,8 @@ def _din_cases() -> list[Case]:
     g = torch.Generator().manual_seed(9)
     out = []
     for B, L, D, dtype, empty in ((2, 3, 4, torch.float64, False), (4, 6, 8, torch.float64, True),
-                                  (3, 5, 8, torch.float32, False)):
+                                  (3, 5, 8, torch.float32, False), (1, 1, 4, torch.float64, False),
+                                  (1, 4, 4, torch.float64, False)):
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(B)
             mlp = nn.Sequential(nn.Linear(4 * D, 16), nn.PReLU(), nn.Linear(16, 1)).to(dtype)
@@ -140,6 +143,8 @@ _POOL_MISTAKES = (
             "vector, not NaN.", lambda *a: _pool(*a, soft="nan")),
     Mistake("softmax that overflows on large logits", "Subtract the max before exp "
             "(or use torch.softmax).", lambda *a: _pool(*a, soft="naive")),
+    Mistake(*M.BIG_NEGATIVE, lambda *a: _pool(*a, soft="big_negative")),
+    Mistake(*M.ZERO_FILL, lambda *a: _pool(*a, soft="zero")),
 )
 
 
@@ -153,6 +158,9 @@ def _check_pool(fn) -> str:
              (r(3, 5, 8), r(3, 8), mask)),
         Case("large inputs (~ 100 * N(0, 1))", (r(2, 6, 8, scale=100.0), r(2, 8, scale=100.0))),
         Case("float32", (r(4, 7, 16, dtype=torch.float32), r(4, 16, dtype=torch.float32))),
+        Case("one sequence of length 1: inputs (1, 1, 4), query (1, 4)", (r(1, 1, 4), r(1, 4))),
+        Case("one sequence, with a mask: inputs (1, 5, 4), query (1, 4), length 3",
+             (r(1, 5, 4), r(1, 4), ref.padding_mask(torch.tensor([3]), 5))),
     ]
     run_cases(fn, cases, _pool, _POOL_MISTAKES, ("pooled", "weights"),
               "fn(inputs, query, mask=None) -> (pooled, weights)")
@@ -179,6 +187,11 @@ _SCORE_MISTAKES = (
             lambda *a: _score_all(*a, soft="inverted")),
     Mistake("NaN for an empty history", "A user with no history scores 0, not NaN.",
             lambda *a: _score_all(*a, soft="nan")),
+    Mistake(*M.BIG_NEGATIVE, lambda *a: _score_all(*a, soft="big_negative")),
+    Mistake(*M.ZERO_FILL, lambda *a: _score_all(*a, soft="zero")),
+    Mistake("mask applied after the softmax", "Mask before the softmax so each user's "
+            "weights over the real history items sum to 1.",
+            lambda *a: _score_all(*a, soft="after")),
 )
 
 
@@ -194,6 +207,10 @@ def _check_score_all(fn) -> str:
              (r(8, 20, 16, dtype=torch.float32),
               ref.padding_mask(torch.randint(0, 21, (8,), generator=g), 20, side="left"),
               r(100, 16, dtype=torch.float32))),
+        Case("one user, one history item, one candidate: B=1, L=1, N=1",
+             (r(1, 1, 8), torch.ones(1, 1, dtype=torch.bool), r(1, 8))),
+        Case("one user with left padding, lengths [2], L=4, N=3",
+             (r(1, 4, 8), ref.padding_mask(torch.tensor([2]), 4, side="left"), r(3, 8))),
     ]
     run_cases(fn, cases, _score_all, _SCORE_MISTAKES, ("scores",),
               "score_all(history, mask, candidates) -> (B, N)")

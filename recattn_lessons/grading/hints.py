@@ -111,6 +111,33 @@ HINTS: dict[str, tuple[str, ...]] = {
         "Scale each modality by 1/sqrt(its d), softmax each over items, average, then "
         "weights @ torch.cat((item_text, item_image), 1).",
     ),
+    "online_softmax": (
+        "Keep two numbers per row, a running max m (start at -inf) and a running sum s of "
+        "exp(x - m) (start at 0), and visit blocks x[..., i:i + block_size] for i in "
+        "range(0, L, block_size).",
+        "When a block raises the max to m_new, the old terms were exp(x - m_old): rescale "
+        "them, s = s * exp(m_old - m_new) + exp(block - m_new).sum(-1). At the end the "
+        "weights are exp(x - m) / s.",
+        "While m is still -inf (a masked prefix) shift by 0 instead: "
+        "c = torch.where(m_new == float('-inf'), 0.0, m_new); a row whose s ends at 0 gets "
+        "zero weights: torch.where(s > 0, p, 0.0).",
+    ),
+    "kv_cache_attention_step": (
+        "Append first, then attend: the new token may see itself (causal attention "
+        "includes the diagonal).",
+        "K = torch.cat([K_prev, k_t], dim=2) -> (B, H, T + 1, d_k); with cache None, "
+        "K, V = k_t, v_t.",
+        "out_t = softmax(q_t @ K.transpose(-2, -1) / sqrt(d_k), dim=-1) @ V -> (B, H, 1, d_v); "
+        "no mask (and no is_causal=True): the one query may see every cached key.",
+    ),
+    "multi_query_attention": (
+        "Only the queries have n_heads heads; keys and values have n_kv_heads heads of "
+        "d_head = d_model // n_heads each.",
+        "W_k = nn.Linear(d_model, n_kv_heads * d_head); view the keys as (B, L, n_kv_heads, "
+        "d_head).transpose(1, 2) -> (B, n_kv_heads, L, d_head).",
+        "k.repeat_interleave(n_heads // n_kv_heads, dim=1) -> (B, n_heads, L, d_head) (query "
+        "head h uses K/V head h // group), then attention per head, merge, W_o.",
+    ),
 }
 
 
@@ -134,14 +161,31 @@ class Hint:
         return "\n\n".join(f"**Hint {i}.** {h}" for i, h in enumerate(self.lines, 1))
 
 
-def hint(exercise_id: str, level: int = 1) -> Hint:
-    """Reveal hints 1..``level`` for ``exercise_id`` (levels beyond the last show all)."""
+def hint(exercise_id: str, level: int | str = 1) -> Hint | str:
+    """Reveal hints 1..``level`` for ``exercise_id`` (levels beyond the last show all).
+
+    ``level`` may be an int or a string of one ("2"); an unknown id or a bad
+    level returns a sentence saying what to type instead of raising.
+    """
     if exercise_id not in HINTS:
         from difflib import get_close_matches
 
-        near = get_close_matches(exercise_id, HINTS, n=1)
-        raise KeyError(f"no exercise {exercise_id!r}" + (f"; did you mean {near[0]!r}?" if near else ""))
+        near = get_close_matches(str(exercise_id), HINTS, n=1, cutoff=0.4)
+        return _Note(f"no exercise {exercise_id!r}" + (f"; did you mean {near[0]!r}?" if near
+                     else f"; known ids: {', '.join(sorted(HINTS))}"))
+    try:
+        level = int(level)
+    except (TypeError, ValueError):
+        return _Note(f"the hint level is a number (1, 2 or 3), got {level!r}: "
+                     f"hint({exercise_id!r}, 1)")
     if level < 1:
-        raise ValueError(f"level starts at 1, got {level}")
+        return _Note(f"hint levels start at 1, got {level}: hint({exercise_id!r}, 1)")
     all_hints = HINTS[exercise_id]
     return Hint(exercise_id, all_hints[:level], level < len(all_hints))
+
+
+class _Note(str):
+    """A plain message that displays without quotes in a notebook."""
+
+    def _repr_pretty_(self, p, cycle) -> None:
+        p.text(str(self))

@@ -14,9 +14,9 @@ from typing import Any, Callable
 import torch
 from torch import Tensor, nn
 
-from recattn_lessons.grading.core import CheckFailure, learner_error
+from recattn_lessons.grading.core import CheckFailure, changed_inputs, is_stub, learner_error
 
-__all__ = ["build", "call", "first", "module_properties", "weights_ok", "same"]
+__all__ = ["build", "call", "call_eval", "first", "module_properties", "weights_ok", "same"]
 
 
 def first(out: Any) -> Tensor:
@@ -30,9 +30,9 @@ def build(cls: Callable, *args, seed: int = 0, **kwargs) -> nn.Module:
         torch.manual_seed(seed)
         try:
             model = cls(*args, **kwargs)
-        except NotImplementedError:
-            raise
         except Exception as exc:
+            if is_stub(exc):
+                raise
             raise CheckFailure(learner_error(exc, "", "construction")) from None
     if not isinstance(model, nn.Module):
         raise CheckFailure(f"{getattr(cls, '__name__', cls)} should build an nn.Module, "
@@ -40,14 +40,33 @@ def build(cls: Callable, *args, seed: int = 0, **kwargs) -> nn.Module:
     return model
 
 
-def call(model: nn.Module, inputs: tuple, what: str) -> Any:
+def call(model: nn.Module, inputs: tuple, what: str, names: tuple = ()) -> Any:
     """``model(*inputs)``, turning an exception into a message about the learner's line."""
+    copies = tuple(t.clone() if isinstance(t, Tensor) else t for t in inputs)
     try:
-        return model(*inputs)
-    except NotImplementedError:
-        raise
+        out = model(*copies)
     except Exception as exc:
+        if is_stub(exc):
+            raise
         raise CheckFailure(learner_error(exc, "", what)) from None
+    edited = changed_inputs(inputs, copies, names)
+    if edited:
+        raise CheckFailure(f"On {what}: {edited}.")
+    return out
+
+
+def call_eval(model: nn.Module, inputs: tuple, what: str) -> Any:
+    """``call`` twice in eval mode: the two results must be identical."""
+    out = call(model, inputs, what)
+    again = call(model, inputs, what)
+    for a, b in zip(out if isinstance(out, (tuple, list)) else (out,),
+                    again if isinstance(again, (tuple, list)) else (again,)):
+        if isinstance(a, Tensor) and isinstance(b, Tensor) and a.shape == b.shape \
+                and not torch.equal(a.nan_to_num(0.5), b.nan_to_num(0.5)):
+            raise CheckFailure(f"{what}: in eval mode two calls on the same input differ: "
+                               f"dropout or sampling must be off after model.eval() (use "
+                               f"nn.Dropout, or F.dropout(x, p, training=self.training))")
+    return out
 
 
 def same(a: Tensor, b: Tensor, tol: float = 1e-5) -> bool:
@@ -79,20 +98,20 @@ def module_properties(
     steps: int = 60,
     lr: float = 1e-2,
     drop: float = 0.5,
+    needs_params: bool = True,
 ) -> None:
-    """The generic module checks; raises CheckFailure naming the first problem."""
+    """The generic module checks; raises CheckFailure naming the first problem.
+
+    ``needs_params=False`` accepts a parameter-free module (then the gradient
+    and training checks are skipped).
+    """
     model = make().train()
     inputs = batch(4)
-    loss = loss_of(call(model, inputs, "the forward pass"), inputs)
-    loss.backward()
-    lazy = [n for n, p in model.named_parameters()
-            if p.requires_grad and (p.grad is None or not bool(p.grad.any()))]
-    if not list(model.parameters()):
+    has_params = bool(list(model.parameters()))
+    if not has_params and needs_params:
         raise CheckFailure("the module has no parameters: nothing can be learned")
-    if lazy:
-        raise CheckFailure(f"parameter(s) {', '.join(lazy)} received no gradient: they "
-                           f"are created but never used in forward (or cut off with "
-                           f"detach / no_grad)")
+    if has_params:
+        _gradients_reach_every_parameter(model, inputs, loss_of)
     model.eval()
     with torch.no_grad():
         for B in (1, 3):
@@ -101,11 +120,7 @@ def module_properties(
                 raise CheckFailure(f"with batch size {B} the output has shape "
                                    f"{tuple(out.shape)}; its first dim must be {B} "
                                    f"(a .squeeze() without a dim drops it when B = 1)")
-        x = batch(3)
-        a, b = first(call(model, x, "eval mode")), first(call(model, x, "eval mode"))
-        if not torch.equal(a, b):
-            raise CheckFailure("in eval mode two calls on the same input differ: "
-                               "dropout or sampling must be off after model.eval()")
+        call_eval(model, batch(3), "a batch of size 3")
         big_model, big_inputs = large(model)
         out = call(big_model, big_inputs, "large inputs")
         for t in (out if isinstance(out, (tuple, list)) else (out,)):
@@ -113,7 +128,38 @@ def module_properties(
                 raise CheckFailure("large inputs give NaN or inf: the softmax overflows; "
                                    "subtract the max (torch.softmax does) and mask with "
                                    "-inf only where a row keeps some allowed position")
-    _overfit(make, inputs, loss_of, steps, lr, drop)
+    if has_params:
+        _overfit(make, inputs, loss_of, steps, lr, drop)
+
+
+def _lazy(model: nn.Module, inputs: tuple, loss_of) -> list[str]:
+    model.zero_grad(set_to_none=True)
+    loss = loss_of(call(model, inputs, "the forward pass"), inputs)
+    if not loss.requires_grad:
+        raise CheckFailure("the output does not depend on any parameter (cut off with "
+                           "detach(), torch.no_grad() or .data inside forward?)")
+    loss.backward()
+    return [n for n, p in model.named_parameters()
+            if p.requires_grad and (p.grad is None or not bool(p.grad.any()))]
+
+
+def _gradients_reach_every_parameter(model: nn.Module, inputs: tuple, loss_of) -> None:
+    """Every parameter gets a gradient; a zero initialisation (e.g. of the output
+    projection, which blocks the other gradients at step 0) is not a bug, so a
+    parameter without gradient is re-tested on a randomly perturbed copy."""
+    lazy = _lazy(model, inputs, loss_of)
+    if lazy:
+        noisy = copy.deepcopy(model)
+        with torch.random.fork_rng(devices=[]), torch.no_grad():
+            torch.manual_seed(3)
+            for p in noisy.parameters():
+                p.add_(torch.randn_like(p) * 0.1)
+        lazy = _lazy(noisy, inputs, loss_of)
+    model.zero_grad(set_to_none=True)
+    if lazy:
+        raise CheckFailure(f"parameter(s) {', '.join(lazy)} received no gradient: they "
+                           f"are created but never used in forward (or cut off with "
+                           f"detach / no_grad)")
 
 
 def _overfit(make, inputs, loss_of, steps, lr, drop) -> None:

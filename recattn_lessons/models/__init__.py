@@ -3,7 +3,9 @@
 - :mod:`.base`       ``SequentialRecommender``: ``score`` and ``loss``
 - :mod:`.sasrec`     SASRec (causal self-attention)
 - :mod:`.din`        DIN-style target attention
+- :mod:`.hstu`       HSTU (pointwise gated attention, lesson 08)
 - :mod:`.baselines`  popularity, mean-pooled history, GRU4Rec
+- :mod:`.losses`     sampled softmax (logQ) and gBCE for big catalogues
 
 ``build(name, n_items, **hparams)`` makes any of them by name; unknown
 names or hyper-parameters raise an error that lists the valid ones.
@@ -16,14 +18,16 @@ from dataclasses import fields
 from .base import SequentialRecommender
 from .baselines import GRU4Rec, GRU4RecConfig, MeanPool, MeanPoolConfig, Popularity, PopularityConfig
 from .din import DIN, DINConfig
+from .hstu import HSTU, HSTUConfig
 from .sasrec import SASRec, SASRecConfig
 
 __all__ = ["SequentialRecommender", "build", "hparam_names", "MODELS",
-           "SASRec", "SASRecConfig", "DIN", "DINConfig", "GRU4Rec", "GRU4RecConfig",
+           "SASRec", "SASRecConfig", "HSTU", "HSTUConfig", "DIN", "DINConfig", "GRU4Rec", "GRU4RecConfig",
            "MeanPool", "MeanPoolConfig", "Popularity", "PopularityConfig"]
 
 MODELS = {
     "sasrec": (SASRec, SASRecConfig),
+    "hstu": (HSTU, HSTUConfig),
     "din": (DIN, DINConfig),
     "gru4rec": (GRU4Rec, GRU4RecConfig),
     "meanpool": (MeanPool, MeanPoolConfig),

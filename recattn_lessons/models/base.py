@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-__all__ = ["SequentialRecommender", "check_history", "gather_candidates", "full_softmax_loss"]
+__all__ = ["SequentialRecommender", "check_history", "gather_candidates", "score_last_position",
+           "full_softmax_loss"]
 
 
 def check_history(history: Tensor, n_items: int, candidates: Tensor | None = None) -> None:
@@ -47,6 +48,19 @@ def check_history(history: Tensor, n_items: int, candidates: Tensor | None = Non
 def gather_candidates(all_scores: Tensor, candidates: Tensor | None) -> Tensor:
     """``(B, N+1)`` scores -> ``(B, C)`` at ``candidates`` (or all if None)."""
     return all_scores if candidates is None else all_scores.gather(1, candidates)
+
+
+def score_last_position(hidden: Tensor, item_emb: nn.Embedding, candidates: Tensor | None) -> Tensor:
+    """Encoder scores: the last position's state dot each item's embedding.
+
+    hidden ``(B, L, D)`` -> ``(B, N + 1)`` over all items, or ``(B, C)`` at
+    ``candidates`` ``(B, C)`` (only their embeddings are looked up).
+    """
+    h = hidden[:, -1]  # (B, D) the most recent position
+    if candidates is None:
+        return h @ item_emb.weight.T  # (B, N+1)
+    c = item_emb(candidates)  # (B, C, D)
+    return (c @ h[:, :, None]).squeeze(-1)  # (B, C)
 
 
 class SequentialRecommender(nn.Module, abc.ABC):

@@ -22,9 +22,21 @@ NOTE, departures from the paper: we normalise the weights with a softmax
 read them as shares of attention, the score is a dot product plus item bias
 instead of an MLP over ``[u, c, profile]`` (no user or context features
 here), and we use ReLU instead of Dice. Training uses every position of the
-SASRec windows: the position's next item competes with ``n_negatives``
-sampled unseen items (sampled softmax), attending over the window's items up
-to that position.
+SASRec windows, attending over the window's items up to that position.
+
+Two losses (``loss``):
+
+- ``"ce"`` (the default of ``run()``, the CLI and the benchmark, issue 12): the **full softmax** over every item, the
+  loss SASRec, GRU4Rec and mean-pool train with, so the benchmark compares
+  architectures, not losses. Every item is a candidate at every position.
+  Because ``a(h_j, c)`` does not depend on the position, the causal softmax
+  is a running sum over ``j``: with ``e_jc = exp(a(h_j, c) - m_c)``,
+  ``score_t(c) = cumsum_j(e_jc h_j . e_c) / cumsum_j(e_jc) + b_c``, so a
+  batch needs ``(B, L, N+1)`` numbers, never ``(B, L, N+1, L)``. Cheap
+  for ``"dot"``; for ``"mlp"`` the activation unit runs on every (history
+  item, catalogue item) pair, far costlier.
+- ``"sampled"`` (the class default, used by lesson 04): the position's next item competes with ``n_negatives``
+  sampled unseen items (sampled softmax), as the course's first DIN did.
 """
 
 from __future__ import annotations
@@ -50,14 +62,20 @@ class DINConfig:
     attention: Literal["mlp", "dot"] = "mlp"  # DIN's activation unit or scaled dot
     att_hidden: int = 16  # hidden units K of the activation unit (cost ~ K)
     dropout: float = 0.2  # on history embeddings
-    n_negatives: int = 16  # sampled negatives per position in training
+    # "ce": full softmax, like the other models; the training CLI / run() /
+    # benchmark pass TrainConfig.loss = "ce". The class default stays
+    # "sampled" so lesson 04's hand-rolled loop keeps its cheap loss.
+    loss: Literal["ce", "sampled"] = "sampled"
+    n_negatives: int = 16  # sampled negatives per position (loss="sampled" only)
     chunk_elements: int = 1 << 24  # memory bound when scoring many candidates
 
     def __post_init__(self) -> None:
         if self.attention not in ("mlp", "dot"):
             raise ValueError(f"attention must be 'mlp' or 'dot', got {self.attention!r}")
-        if self.n_negatives < 1:
-            raise ValueError("DIN trains with sampled negatives: n_negatives must be >= 1")
+        if self.loss not in ("ce", "sampled"):
+            raise ValueError(f"DIN's loss must be 'ce' (full softmax) or 'sampled', got {self.loss!r}")
+        if self.loss == "sampled" and self.n_negatives < 1:
+            raise ValueError("loss='sampled' trains with sampled negatives: n_negatives must be >= 1")
 
 
 class DIN(SequentialRecommender):
@@ -65,7 +83,8 @@ class DIN(SequentialRecommender):
 
     def __init__(self, cfg: DINConfig) -> None:
         super().__init__()
-        self.cfg, self.n_items, self.n_negatives = cfg, cfg.n_items, cfg.n_negatives
+        self.cfg, self.n_items = cfg, cfg.n_items
+        self.n_negatives = cfg.n_negatives if cfg.loss == "sampled" else 0  # the loop samples these
         D, K = cfg.d_model, cfg.att_hidden
         self.item_emb = nn.Embedding(cfg.n_items + 1, D, padding_idx=0)
         self.item_bias = nn.Embedding(cfg.n_items + 1, 1, padding_idx=0)
@@ -130,7 +149,39 @@ class DIN(SequentialRecommender):
         scores = torch.cat(scores, 1)  # (B, C)
         return (scores, torch.cat(weights, 1)) if return_attention else scores
 
+    def all_item_scores(self, h: Tensor) -> Tensor:
+        """``(B, L, N+1)`` attention scores ``a(h_j, c)`` of every item ``c``."""
+        E = self.item_emb.weight  # (N+1, D)
+        B, L, D = h.shape
+        if self.cfg.attention == "dot":
+            return (self.W_k(h) @ self.W_q(E).T) / D ** 0.5  # (B, L, N+1)
+        per = max(1, self.cfg.chunk_elements // max(1, B * L * self.cfg.att_hidden))
+        parts = [self.attention_scores(h, E[lo:lo + per].expand(B, -1, -1)).transpose(1, 2)
+                 for lo in range(0, E.shape[0], per)]  # each (B, L, c)
+        return torch.cat(parts, 2)
+
+    def causal_logits(self, x: Tensor) -> Tensor:
+        """``(B, L, N+1)``: score of every item at every position ``t``,
+        attending over the real items ``x_0..x_t`` (the running-sum softmax)."""
+        h = self.drop(self.item_emb(x))  # (B, L, D)
+        dt = torch.promote_types(h.dtype, torch.float32)  # bf16 -> fp32, fp64 stays
+        a = self.all_item_scores(h).to(dt)  # (B, L, N+1)
+        real = (x != 0)[:, :, None]  # (B, L, 1)
+        a = a.masked_fill(~real, float("-inf"))
+        m = a.amax(dim=1, keepdim=True).detach()  # (B, 1, N+1) per-candidate max
+        e = torch.exp(a - torch.where(torch.isfinite(m), m, torch.zeros_like(m)))  # 0 at padding
+        pair = (h @ self.item_emb.weight.T).to(dt)  # (B, L, N+1): h_j . e_c
+        num, den = (e * pair).cumsum(1), e.cumsum(1)  # (B, L, N+1)
+        return num / den.clamp_min(1e-30) + self.item_bias.weight.T.to(dt)  # (B, L, N+1)
+
     def loss(self, batch) -> Tensor:
+        if self.cfg.loss == "ce":
+            y = batch.targets  # (B, L)
+            has = y > 0
+            if not has.any():
+                raise ValueError("the batch has no targets (every target is 0 = padding)")
+            logits = self.causal_logits(batch.inputs)[has][:, 1:]  # (M, N): no padding column
+            return F.cross_entropy(logits, y[has] - 1)
         if batch.negatives is None:
             raise ValueError("DIN needs batch.negatives; build batches with n_negatives > 0")
         x, y = batch.inputs, batch.targets  # (B, L)
@@ -142,4 +193,5 @@ class DIN(SequentialRecommender):
         mask = mask[:, :, None, :].expand(-1, -1, n_c, -1).reshape(B, L * n_c, L)
         s, _ = self.attend(x, cand.reshape(B, L * n_c), mask)  # (B, L*(1+K))
         s = s.view(B, L, n_c)[y > 0]  # (M, 1+K)
-        return F.cross_entropy(s.float(), torch.zeros(len(s), dtype=torch.long, device=s.device))
+        s = s.to(torch.promote_types(s.dtype, torch.float32))  # bf16 -> fp32, fp64 stays
+        return F.cross_entropy(s, torch.zeros(len(s), dtype=torch.long, device=s.device))

@@ -8,19 +8,38 @@ embeddings.
 Design choices (and where we depart from the paper):
 
 - **Pre-LN blocks** ``x + Drop(MHA(LN(x)))``, ``x + Drop(FFN(LN(x)))`` and a
-  final LayerNorm. NOTE: the paper normalises after the residual (post-LN).
-  Pre-LN keeps an un-normalised residual path, so gradients reach the
-  embeddings at full strength and training is stable at lr 3e-3 without a
-  warm-up schedule; post-LN transformers are known to need one (Xiong et
-  al. 2020, "On Layer Normalization in the Transformer Architecture"). We
-  did not train a post-LN variant here.
+  final LayerNorm. This is the paper's block, g'(x) = x + Dropout(g(LN(x)))
+  for g the self-attention or the FFN (Kang & McAuley 2018, section III-C,
+  "Stacking Self-Attention Blocks"), with queries, keys and values all
+  projected from that one input (section III-B). NOTE: the authors' TF code
+  (kang205/SASRec, ``model.py``/``modules.py``) differs from its paper: it
+  reads queries from LN(x) but keys/values from the un-normalised x, and its
+  residuals add the *normalised* input: y = LN(x) + MHA(LN(x), x), then
+  LN(y) + FFN(LN(y)). With z = LN(x) every sub-layer's input is
+  LN(z + g(z)) of the previous one's: in effect post-LN. pmixer/SASRec.pytorch
+  copied that design until May 2025 (issue #47, PR #48) and now offers
+  post-LN ``LN(x + g(x))`` with Q = K = V = x (default) or pre-LN
+  ``x + g(LN(x))`` with Q = K = V = LN(x) (``--norm_first``). Pre-LN keeps an
+  identity residual path, so gradients reach the embeddings at full strength
+  and training is stable at lr 3e-3 without warm-up (Xiong et al. 2020, "On
+  Layer Normalization in the Transformer Architecture"); we did not train a
+  post-LN variant here. Also unlike both codes (and like the paper's
+  E + P), item embeddings are not multiplied by sqrt(D). Lesson 05 writes
+  this forward pass out and checks it against this class
+  (tests/test_lesson05_sasrec_by_hand.py).
 - **Masks**, boolean with True = may attend: causal AND key is a real item.
   Each position may also attend to itself, so padding rows (which nobody
   reads) are never fully masked; real items never attend to padding.
   Hidden states at padding positions are reset to zero after every block.
 - **Zero padding embedding** (``padding_idx=0``) and learned absolute
-  positions counted from the left of the window, so the most recent item
-  always sits at position ``maxlen - 1``.
+  positions. ``positions="right"`` (the default, every trained number of
+  the course): counted back from the end of the window, so the most recent
+  item always sits at position ``maxlen - 1``, wherever the history starts.
+  ``positions="left"`` (lesson 07): counted from the first real item of the
+  window, 0, 1, 2, ..., as language models count tokens. Then appending an
+  item moves no earlier position, so a key/value cache is exact
+  (:mod:`recattn_lessons.serving.session`); with ``"right"`` every append
+  shifts every earlier position and the cache is impossible.
 - **Two losses**: ``"ce"`` (default), the full softmax over all items
   (Klenitskiy & Vasilev 2023, "Turning Dross Into Gold Loss: is BERT4Rec
   really better than SASRec?"), and
@@ -42,7 +61,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..attention import MultiHeadAttention, masked_softmax, scaled_dot_scores
-from .base import SequentialRecommender, check_history, full_softmax_loss
+from .base import SequentialRecommender, check_history, full_softmax_loss, score_last_position
 
 __all__ = ["SASRecConfig", "SASRec", "attention_mask"]
 
@@ -59,8 +78,13 @@ class SASRecConfig:
     loss: Literal["ce", "bce"] = "ce"  # full softmax or sampled binary CE
     n_negatives: int = 1  # negatives per position for loss="bce"
     attention: Literal["fused", "reference"] = "fused"
+    # "right": the most recent item at position maxlen - 1 (default);
+    # "left": the first real item at position 0 (KV-cacheable, lesson 07)
+    positions: Literal["right", "left"] = "right"
 
     def __post_init__(self) -> None:
+        if self.positions not in ("right", "left"):
+            raise ValueError(f"positions must be 'right' or 'left', got {self.positions!r}")
         if self.loss not in ("ce", "bce"):
             raise ValueError(f"loss must be 'ce' or 'bce', got {self.loss!r}")
         if self.attention not in ("fused", "reference"):
@@ -132,6 +156,18 @@ class SASRec(SequentialRecommender):
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
 
+    def positions(self, real: Tensor) -> Tensor:
+        """Position ids, ``(L,)`` for ``"right"``, ``(B, L)`` for ``"left"``.
+
+        ``"right"``: ``maxlen - L .. maxlen - 1`` whatever the padding.
+        ``"left"``: the number of real items before each one (padding
+        positions get 0; their states are zeroed anyway).
+        """
+        L, maxlen = real.shape[1], self.cfg.maxlen
+        if self.cfg.positions == "right":
+            return torch.arange(maxlen - L, maxlen, device=real.device)  # (L,)
+        return (real.long().cumsum(1) - 1).clamp(min=0)  # (B, L)
+
     def forward(self, history: Tensor, return_attention: bool = False):
         """``(B, L)`` history -> hidden ``(B, L, D)`` (and per-layer weights).
 
@@ -144,8 +180,7 @@ class SASRec(SequentialRecommender):
             raise ValueError(f"history has length {L} > maxlen={self.cfg.maxlen}; "
                              f"keep the last ones: history[:, -{self.cfg.maxlen}:]")
         real = history != 0  # (B, L)
-        pos = torch.arange(self.cfg.maxlen - L, self.cfg.maxlen, device=history.device)  # (L,)
-        x = self.item_emb(history) + self.pos_emb(pos)  # (B, L, D)
+        x = self.item_emb(history) + self.pos_emb(self.positions(real))  # (B, L, D)
         x = self.drop(x) * real[..., None]
         mask = attention_mask(history)  # (B, 1, L, L)
         attn = []
@@ -157,11 +192,7 @@ class SASRec(SequentialRecommender):
 
     def score(self, history: Tensor, candidates: Tensor | None = None) -> Tensor:
         check_history(history, self.n_items, candidates)
-        h = self.forward(history)[:, -1]  # (B, D) the most recent position
-        if candidates is None:
-            return h @ self.item_emb.weight.T  # (B, N+1)
-        c = self.item_emb(candidates)  # (B, C, D)
-        return (c @ h[:, :, None]).squeeze(-1)  # (B, C)
+        return score_last_position(self.forward(history), self.item_emb, candidates)
 
     def loss(self, batch) -> Tensor:
         hidden = self.forward(batch.inputs)  # (B, L, D)

@@ -11,6 +11,14 @@ add ``--resume`` to continue an interrupted run. Every field of
 (``--batch-size``, ``--lr``, ``--d-model`` ...), with the same defaults;
 ``--model-arg NAME=VALUE`` passes any other model hyper-parameter.
 Mistakes end with a one-line error, not a traceback.
+
+On several processes (DistributedDataParallel, :mod:`.distributed`)::
+
+    OMP_NUM_THREADS=1 torchrun --standalone --nproc_per_node 2 \\
+        -m recattn_lessons.train --model sasrec --device cpu --out runs/ddp
+
+``--batch-size`` stays the global batch; rank 0 prints and writes the files,
+and an error names the rank it happened on.
 """
 
 from __future__ import annotations
@@ -18,6 +26,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import sys
 import typing
 from dataclasses import MISSING, fields
@@ -28,14 +37,15 @@ from .config import DATASETS, TrainConfig
 __all__ = ["main", "parser"]
 
 CHOICES = {"model": sorted(models.MODELS), "dataset": list(DATASETS),
-           "device": ["auto", "cpu", "cuda"], "amp": ["auto", "bf16", "off"], "loss": ["ce", "bce"],
+           "device": ["auto", "cpu", "cuda"], "amp": ["auto", "bf16", "off"],
+           "dtype": ["float32", "float64"], "loss": ["ce", "bce", "sampled", "gbce"],
            "attention": ["fused", "reference", "mlp", "dot"]}
 
 
 def _typed(kind, name):
     def convert(text: str):
         if text.lower() == "none" and name in ("stride", "n_negatives", "max_train_seconds",
-                                                "grad_clip", "attention"):
+                                                "grad_clip", "attention", "tie_seed"):
             return None
         return kind(text)
     convert.__name__ = kind.__name__
@@ -99,8 +109,11 @@ def main(argv: list[str] | None = None) -> dict:
     except KeyboardInterrupt:
         p.exit(130, "interrupted; continue with the same command plus --resume\n")
     except (ValueError, TypeError, RuntimeError, FileNotFoundError, OSError, ImportError) as err:
-        p.error(str(err).splitlines()[0] if str(err) else type(err).__name__)
+        where = f"rank {os.environ.get('RANK')}: " if int(os.environ.get("WORLD_SIZE", "1")) > 1 else ""
+        p.error(where + (str(err).splitlines()[0] if str(err) else type(err).__name__))
     m = result.metrics
+    if os.environ.get("RANK", "0") != "0":  # torchrun: rank 0 prints
+        return m
     print(json.dumps({"model": m["model"], "epochs": m["epochs"], "train_seconds": m["train_seconds"],
                       "test": m["test"]}, indent=2))
     return m

@@ -12,29 +12,35 @@ after the left-padded history (:func:`recattn_lessons.data.histories`).
 Both use pessimistic ties, so a constant model gets the worst rank. The
 negatives are drawn once per stage from a generator seeded by the run's
 seed, so every model and epoch meets the same ones.
+
+Evaluation **streams**: the users' seen items are kept as one
+:class:`~recattn_lessons.metrics.CSRHistory` (memory O(interactions)) and
+the exclusion mask is built per batch of users, so memory is
+O(interactions + batch x items), never users x items or users x longest
+history (issue 12: ML-20M's 138k users x 27k items would need GBs).
 """
 
 from __future__ import annotations
 
 import torch
 from torch import Tensor
-from tqdm.auto import tqdm
+from recattn_lessons.progress import tqdm
 
 from .. import metrics
-from ..data.splits import Split, histories, left_pad
+from ..data.splits import Split, left_pad
 
-__all__ = ["eval_negatives", "evaluate", "evaluate_ranks"]
+__all__ = ["eval_negatives", "evaluate", "evaluate_ranks", "seen_csr"]
 
 
-def _full_histories(split: Split, stage: str) -> Tensor:
-    seen = split.seen(stage)
-    return left_pad(seen, max(1, max(len(s) for s in seen)))  # (U, longest)
+def seen_csr(split: Split, stage: str) -> metrics.CSRHistory:
+    """Every user's items before the held-out item of ``stage``, as CSR."""
+    return metrics.CSRHistory.from_sequences(split.seen(stage), split.n_items)
 
 
 def eval_negatives(split: Split, stage: str, seed: int, n: int = 100) -> Tensor:
     """``(U, n)`` seeded negatives for the sampled protocol of ``stage``."""
     g = torch.Generator().manual_seed(10_007 * seed + (1 if stage == "valid" else 2))
-    return metrics.sample_negatives(_full_histories(split, stage), split.n_items, n=n,
+    return metrics.sample_negatives(seen_csr(split, stage), split.n_items, n=n,
                                     generator=g, targets=split.targets(stage))
 
 
@@ -42,19 +48,22 @@ def eval_negatives(split: Split, stage: str, seed: int, n: int = 100) -> Tensor:
 def evaluate_ranks(model, split: Split, stage: str, maxlen: int, negatives: Tensor,
                    batch_size: int = 128, device: str | torch.device = "cpu",
                    progress: bool = False) -> dict[str, Tensor]:
-    """``{"full": (U,), "sampled100": (U,)}`` 0-based ranks, in fp32, eval mode."""
+    """``{"full": (U,), "sampled100": (U,)}`` 0-based ranks, in eval mode, from
+    scores in fp32 or better (bf16 scores are upcast, float64 ones kept)."""
     was_training = model.training
     model.eval()
-    hist = histories(split, stage, maxlen)  # (U, L)
-    full_hist = _full_histories(split, stage)  # (U, longest) for exclusion
+    seen = split.seen(stage)  # per-user tensors (views, no copy)
+    csr = metrics.CSRHistory.from_sequences(seen, split.n_items)  # O(interactions)
     targets = split.targets(stage)
     full, sampled = [], []
     try:
         for lo in tqdm(range(0, split.n_users, batch_size), desc=f"evaluate {stage}",
                        leave=False, disable=not progress, mininterval=1.0):
             rows = slice(lo, lo + batch_size)
-            scores = model.score(hist[rows].to(device)).float().cpu()  # (b, N+1)
-            exclude = metrics.seen_mask(full_hist[rows], split.n_items)  # (b, N+1)
+            hist = left_pad(seen[rows], maxlen)  # (b, L) this batch only
+            scores = model.score(hist.to(device))  # (b, N+1)
+            scores = scores.to("cpu", torch.promote_types(scores.dtype, torch.float32))  # bf16 up, fp64 kept
+            exclude = csr.mask(lo, lo + batch_size)  # (b, N+1) this batch only
             full.append(metrics.ranks_full(scores, targets[rows], exclude))
             t = scores.gather(1, targets[rows, None]).squeeze(1)  # (b,)
             sampled.append(metrics.ranks_sampled(t, scores.gather(1, negatives[rows])))

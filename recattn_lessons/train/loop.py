@@ -16,6 +16,10 @@ Lesson 05 calls :func:`run` directly; the command line is a thin wrapper.
    protocols in fp32, and writes ``out/metrics.json`` and
    ``out/history.json``.
 
+Launched by torchrun (``WORLD_SIZE`` > 1) the same loop trains with
+DistributedDataParallel: see :mod:`recattn_lessons.train.distributed` and
+the comments marked ``# DDP``. Without torchrun nothing changes.
+
 ``train_seconds`` counts the training epochs *and* their validation passes
 (the wall time a learner waits), not data loading or the final test pass.
 """
@@ -31,14 +35,15 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from tqdm.auto import tqdm
+from recattn_lessons.progress import tqdm
 
 from .. import models
 from ..data.batching import SeenIndex, iterate_batches, sliding_windows
 from ..data.movielens import Interactions
-from ..data.splits import Split, leave_one_out
+from ..data.splits import Split, cold_targets, leave_one_out
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .config import TrainConfig
+from .distributed import Dist, launch, wrap
 from .evaluate import eval_negatives, evaluate
 
 __all__ = ["Result", "run", "load_dataset", "resolve_device", "model_hparams", "TrainingDiverged"]
@@ -71,13 +76,14 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
-def load_dataset(name: str) -> Interactions:
+def load_dataset(name: str, tie_seed: int | None = 0) -> Interactions:
+    # tie_seed: issue 12 (H3), random order within same-second ratings
     if name == "movielens":
         from ..data.movielens import load_movielens
-        return load_movielens()
+        return load_movielens(tie_seed=tie_seed)
     if name in ("ml-1m", "ml-20m"):
         from ..data.grouplens import load_grouplens  # downloads once, errors offline
-        return load_grouplens(name)
+        return load_grouplens(name, tie_seed=tie_seed)
     raise ValueError(f"unknown dataset {name!r}")
 
 
@@ -98,24 +104,24 @@ def cpu_has_bf16() -> bool:
     return "avx512_bf16" in flags or "amx_bf16" in flags
 
 
-def use_bf16(amp: str, device: torch.device) -> bool:
+def use_bf16(amp: str, device: torch.device, dtype: str = "float32") -> bool:
     """``amp='auto'``: bf16 on CUDA, and on CPUs with native bf16 (where we
     measured the item softmax 1.5-3.5x faster); elsewhere fp32, because
     emulated bf16 is slower than fp32."""
     if amp == "auto":
-        return device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16())
+        return dtype == "float32" and (device.type == "cuda" or (device.type == "cpu" and cpu_has_bf16()))
     return amp == "bf16"
 
 
 def _autocast(cfg: TrainConfig, device: torch.device):
-    if not use_bf16(cfg.amp, device):
+    if not use_bf16(cfg.amp, device, cfg.dtype):
         return contextlib.nullcontext()
     return torch.autocast(device.type, dtype=torch.bfloat16)
 
 
 def _metrics_json(cfg, device, epochs, best_epoch, seconds, valid, test) -> dict:
     return {"model": cfg.model, "dataset": cfg.dataset, "device": device.type, "seed": cfg.seed,
-            "epochs": epochs, "best_epoch": best_epoch, "bf16": use_bf16(cfg.amp, device),
+            "epochs": epochs, "best_epoch": best_epoch, "bf16": use_bf16(cfg.amp, device, cfg.dtype),
             "train_seconds": round(seconds, 2),
             "seconds_per_epoch": round(seconds / max(epochs, 1), 3),
             "config": {k: v for k, v in cfg.to_dict().items() if k not in ("out", "resume", "progress")},
@@ -124,19 +130,30 @@ def _metrics_json(cfg, device, epochs, best_epoch, seconds, valid, test) -> dict
 
 def run(config: TrainConfig, data: Interactions | None = None) -> Result:
     """Train and evaluate one model; see the module docstring."""
-    cfg, device = config, resolve_device(config.device)
-    data = load_dataset(cfg.dataset) if data is None else data
+    with launch(resolve_device(config.device)) as d:  # DDP: one process unless torchrun
+        return _run(config, data, d)
+
+
+def _run(config: TrainConfig, data: Interactions | None, d: Dist) -> Result:
+    cfg, device = config, d.device
+    show = cfg.progress and d.is_main  # DDP: bars on rank 0 only
+    data = load_dataset(cfg.dataset, cfg.tie_seed) if data is None else data
+    if getattr(data, "tie_seed", cfg.tie_seed) != cfg.tie_seed:  # issue 12 (H3)
+        raise ValueError(f"data were loaded with tie_seed={data.tie_seed} but the config says "
+                         f"tie_seed={cfg.tie_seed}; load them with the same seed")
     split = leave_one_out(data)
     out = Path(cfg.out) if cfg.out is not None else None
 
     torch.manual_seed(cfg.seed)  # model initialisation and dropout
     gen = torch.Generator().manual_seed(cfg.seed)  # batches and negatives
-    model = models.build(cfg.model, data.n_items, **model_hparams(cfg)).to(device)
+    dtype = getattr(torch, cfg.dtype)  # float64 in lessons: CPU-independent digits (config.quick)
+    model = models.build(cfg.model, data.n_items, **model_hparams(cfg)).to(device=device, dtype=dtype)
     model.fit_counts(split.train)
+    d.seed_dropout(cfg.seed)  # DDP: same initial weights everywhere, but each rank its own dropout
     windows = sliding_windows(split.train, cfg.maxlen, cfg.stride)
     seen = SeenIndex(split.train, data.n_items)
     negs = {s: eval_negatives(split, s, cfg.seed, cfg.n_sampled) for s in ("valid", "test")}
-    ev = dict(maxlen=cfg.maxlen, batch_size=cfg.eval_batch_size, device=device, progress=cfg.progress)
+    ev = dict(maxlen=cfg.maxlen, batch_size=cfg.eval_batch_size, device=device, progress=show)
 
     st = {"epoch": 0, "best_score": -math.inf, "best_epoch": 0, "bad": 0, "seconds": 0.0, "history": []}
     opt = best = None
@@ -159,11 +176,15 @@ def run(config: TrainConfig, data: Interactions | None = None) -> Result:
             opt.load_state_dict(ck["optimizer"])
             best = ck["best_model"]
             st = ck["state"]
-            restore_rng(ck["rng"], gen)
+            restore_rng(ck["rng"], gen)  # DDP: every rank loads the same last.pt
+            d.restore_dropout_rng(ck.get("rng_ranks"))  # DDP: and takes its own dropout state
+    # DDP: same seed, so same initial weights on every rank; loss_of(global batch)
+    # returns this rank's loss and the global batch's loss (see distributed.py)
+    loss_of = _ddp_loss(wrap(model, d), d) if d.active and model.trainable else None
 
     stopped = st["bad"] >= cfg.patience and st["epoch"] >= cfg.min_epochs
     epochs_bar = tqdm(total=cfg.epochs, initial=st["epoch"], desc=f"{cfg.model} epochs",
-                      disable=not cfg.progress or not model.trainable)
+                      disable=not show or not model.trainable)
     while model.trainable and not stopped and st["epoch"] < cfg.epochs:
         epoch, t0 = st["epoch"] + 1, time.perf_counter()
         model.train()
@@ -172,11 +193,14 @@ def run(config: TrainConfig, data: Interactions | None = None) -> Result:
         # mininterval=1: in Jupyter every refresh is a widget message, and a
         # flood of them overflows the kernel's output queue (nbval times out)
         bar = tqdm(batches, total=math.ceil(len(windows) / cfg.batch_size), leave=False,
-                   desc=f"epoch {epoch}", disable=not cfg.progress, mininterval=1.0)
+                   desc=f"epoch {epoch}", disable=not show, mininterval=1.0)
         for i, batch in enumerate(bar, start=1):
             with _autocast(cfg, device):
-                loss = model.loss(batch.to(device))
-            value = loss.item()
+                if loss_of is None:
+                    loss = model.loss(batch.to(device))
+                    value = loss.item()
+                else:  # DDP: value is the global batch's loss, the same on every rank
+                    loss, value = loss_of(batch)
             if not math.isfinite(value):
                 raise TrainingDiverged(
                     f"loss became {value} at epoch {epoch}, batch {i}; lower --lr "
@@ -189,8 +213,11 @@ def run(config: TrainConfig, data: Interactions | None = None) -> Result:
             total, n = total + value, n + 1
             if i % 20 == 0:
                 bar.set_postfix(loss=f"{total / n:.4f}")
-        valid = evaluate(model, split, "valid", negatives=negs["valid"], **ev)
+        # DDP: rank 0 evaluates all users and sends its numbers and clock to the
+        # others, so every rank takes the same early-stopping decision
+        valid = evaluate(model, split, "valid", negatives=negs["valid"], **ev) if d.is_main else None
         seconds = time.perf_counter() - t0
+        valid, seconds = d.broadcast((valid, seconds))
         score = valid["full"]["ndcg@10"]
         if score > st["best_score"]:
             st.update(best_score=score, best_epoch=epoch, bad=0)
@@ -204,10 +231,12 @@ def run(config: TrainConfig, data: Interactions | None = None) -> Result:
         epochs_bar.update(1)
         epochs_bar.set_postfix(loss=f"{total / max(n, 1):.4f}", ndcg=f"{score:.4f}",
                                best=st["best_epoch"])
-        if out is not None:
+        rng_ranks = d.dropout_rngs() if out is not None else None  # DDP: every rank's; else None
+        if out is not None and d.is_main:  # DDP: rank 0 writes
             save_checkpoint(out / "last.pt", {
                 "config": cfg.to_dict(), "model": model.state_dict(), "optimizer": opt.state_dict(),
-                "best_model": best, "state": st, "rng": capture_rng(gen)})
+                "best_model": best, "state": st, "rng": capture_rng(gen),
+                **({"rng_ranks": rng_ranks} if rng_ranks is not None else {})})
         stopped = st["bad"] >= cfg.patience and epoch >= cfg.min_epochs
         if cfg.max_train_seconds is not None and st["seconds"] >= cfg.max_train_seconds:
             stopped = True
@@ -215,11 +244,31 @@ def run(config: TrainConfig, data: Interactions | None = None) -> Result:
 
     if best is not None:
         model.load_state_dict(best)
+    if not d.is_main:  # DDP: rank 0 evaluates and writes the files; the others get its numbers
+        return Result(model, d.broadcast(None), st["history"], split, data, cfg)
     valid = evaluate(model, split, "valid", negatives=negs["valid"], **ev)
     test = evaluate(model, split, "test", negatives=negs["test"], **ev)
     result = _metrics_json(cfg, device, st["epoch"], st["best_epoch"], st["seconds"], valid, test)
+    result["split"] = {"tie_seed": cfg.tie_seed, **cold_targets(split)}  # issue 12 (H3)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
         (out / "history.json").write_text(json.dumps(st["history"], indent=2) + "\n")
+    d.broadcast(result)
     return Result(model, result, st["history"], split, data, cfg)
+
+
+def _ddp_loss(ddp: torch.nn.Module, d: Dist):
+    """DDP: ``(loss to backpropagate, global batch loss)`` for one global batch.
+
+    The rank's loss is scaled by ``W n_r / n`` so that DDP's average of the
+    ranks' gradients is the gradient of the global batch's mean loss.
+    """
+    def loss_of(batch):
+        shard = d.shard(batch)
+        w = d.shard_weight(shard, batch)
+        if w == 0:  # no rows here (last batch smaller than W): zero gradient, computed on the
+            shard = batch  # whole batch so every parameter still joins DDP's all-reduce
+        loss = ddp(shard.to(d.device))
+        return loss * (d.world_size * w), d.sum(loss.item() * w)
+    return loss_of

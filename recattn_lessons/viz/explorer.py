@@ -34,15 +34,26 @@ import ipywidgets as widgets
 import matplotlib.pyplot as plt
 import numpy as np
 import torch
+from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.patches import Patch
 from torch import Tensor, nn
 
 from recattn_lessons.faithfulness import occlusion
-from recattn_lessons.viz.recsys import history_heatmap, history_labels
+from recattn_lessons.viz.heatmaps import fit_tick_labels
+from recattn_lessons.viz.recsys import NOTE_FONTSIZE, history_heatmap, history_labels
 
 _CMAP = plt.get_cmap("viridis")
+ATTN_COLOR, DROP_COLOR, RISE_COLOR = "#1f77b4", "#ff7f0e", "#999999"
 
 __all__ = ["UserView", "AttentionExplorer", "ExplorerWidget", "explore"]
+
+
+def _key(ax: Axes, entries: list[tuple[str, str]], title: str) -> None:
+    """A legend above a bar panel, in place of its title: what each colour means."""
+    ax.legend([Patch(color=c) for c, _ in entries], [text for _, text in entries],
+              title=title, loc="lower center", bbox_to_anchor=(0.5, 1.0), frameon=False,
+              fontsize=NOTE_FONTSIZE, title_fontsize=NOTE_FONTSIZE + 1, borderaxespad=0.3)
 
 
 @dataclass(frozen=True)
@@ -159,24 +170,28 @@ class AttentionExplorer:
         n = len(v.items)
         keep = np.arange(max(0, n - self.last), n)  # the most recent items
         fig, axes = plt.subplots(1, 3, figsize=(13, 1.6 + 0.3 * len(keep)),
-                                 layout="constrained", width_ratios=[3, 1, 1])
+                                 layout="constrained", width_ratios=[3, 1, 1.3])
         lname = f"layer {layer % self.n_layers + 1}"
         hname = "mean of heads" if head == -1 else f"head {head + 1}"
         history_heatmap(w, v.items, self.titles, ax=axes[0], last=self.last,
                         title=f"{self.user_label(user)}: {lname}, {hname}")
         labels, _ = history_labels(v.items[keep], self.titles, start=keep[0] + 1)
         y = np.arange(len(keep))
-        axes[1].barh(y, w[-1, keep], color="tab:blue")
-        axes[1].set_title("final query's attention", fontsize=9)
-        axes[1].set_xlabel("weight")
-        axes[2].barh(y, v.drivers[rec, keep], color="tab:orange")
+        axes[1].barh(y, w[-1, keep], color=ATTN_COLOR)
+        axes[1].set_xlabel("attention weight")
+        _key(axes[1], [(ATTN_COLOR, "weight of the final query\n(the heatmap's bottom row)")],
+             "final query's attention")
+        drops = v.drivers[rec, keep]
+        axes[2].barh(y, drops, color=np.where(drops >= 0, DROP_COLOR, RISE_COLOR))
         axes[2].axvline(0, color="grey", lw=0.8)
-        axes[2].set_title(f"drop in score of #{rec + 1}\nwithout this item", fontsize=9)
-        axes[2].set_xlabel("score drop")
+        axes[2].set_xlabel(f"drop in the score of #{rec + 1}")
+        _key(axes[2], [(DROP_COLOR, "helps it: the score drops"),
+                       (RISE_COLOR, "hurts it: the score rises")],
+             f"#{rec + 1} without this item (occlusion)")
         for ax in axes[1:]:
-            ax.set_yticks(y, [lab.split(".")[0] for lab in labels], fontsize=7)
+            ax.set_yticks(y, [lab.split(".")[0] for lab in labels], fontsize=9)
             ax.set_ylim(len(keep) - 0.5, -0.5)  # same order as the heatmap rows
-        return fig
+        return fit_tick_labels(fig, axes[:1])
 
     def png(self, *args, **kwargs) -> bytes:
         """:meth:`figure` rendered to PNG bytes (the figure is closed)."""
@@ -237,10 +252,10 @@ class AttentionExplorer:
                 cells.append(f'<td style="{td};background:rgb({rgb})" title="after '
                              f'{name}: {sub[r, c]:.3f} on {names[c]}"></td>')
             a = w[-1, keep[r]]
-            bar_a = (f'<div style="background:#1f77b4;height:10px;width:'
+            bar_a = (f'<div style="background:{ATTN_COLOR};height:10px;width:'
                      f'{100 * a / max(w[-1, keep].max(), 1e-12):.0f}%" title="{a:.3f}"></div>')
             d = drops[r]
-            bar_d = (f'<div style="background:{"#ff7f0e" if d >= 0 else "#999"};height:10px;'
+            bar_d = (f'<div style="background:{DROP_COLOR if d >= 0 else RISE_COLOR};height:10px;'
                      f'width:{100 * abs(d) / dmax:.0f}%" title="{d:+.3f}"></div>')
             rows.append(f'<tr><td title="{name}" style="white-space:nowrap;font-size:11px;'
                         f'padding:0 6px 0 0;text-align:left">{html.escape(short[r])}</td>{"".join(cells)}'
@@ -254,7 +269,23 @@ class AttentionExplorer:
                 f'<tr><th></th>{head_cells}<th style="font-size:10px">final query&#39;s<br>'
                 f'attention</th><th style="font-size:10px">drop in score of<br>'
                 f'<span title="{rec_name}">#{rec + 1}</span> without it</th></tr>'
-                f'{"".join(rows)}</table></div>')
+                f'{"".join(rows)}</table>'
+                f'{self._legend_html(vmax, float(w[-1, keep].max()), dmax, rec)}</div>')
+
+    @staticmethod
+    def _legend_html(vmax: float, amax: float, dmax: float, rec: int) -> str:
+        """Colour scale of the heatmap and the key to the two bar columns."""
+        stops = ", ".join(f"rgb({','.join(str(int(c * 255)) for c in _CMAP(t)[:3])})"
+                          for t in np.linspace(0, 1, 6))
+        swatch = "display:inline-block;width:10px;height:10px;vertical-align:middle"
+        return (f'<div class="recattn-legend" style="font-size:11px;margin-top:4px">'
+                f'attention weight 0 <span style="display:inline-block;width:120px;height:10px;'
+                f'vertical-align:middle;background:linear-gradient(to right, {stops})"></span> '
+                f'{vmax:.2f} &nbsp;|&nbsp; <span style="{swatch};background:{ATTN_COLOR}"></span>'
+                f' final query&#39;s weight (longest bar = {amax:.2f}) &nbsp;|&nbsp; '
+                f'<span style="{swatch};background:{DROP_COLOR}"></span> score of #{rec + 1} '
+                f'drops without the item (longest = {dmax:.2f}) &nbsp; '
+                f'<span style="{swatch};background:{RISE_COLOR}"></span> it rises</div>')
 
     def widget(self) -> "ExplorerWidget":
         return ExplorerWidget(self)

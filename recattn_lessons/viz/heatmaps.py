@@ -1,6 +1,6 @@
 """Static, labelled attention heatmaps (introduced in lessons 01-03).
 
-Two functions:
+Two functions, and a helper for crowded axes:
 
 - ``attention_heatmap(weights, ...)`` draws one ``(Lq, Lk)`` matrix on one
   Axes with labelled axes, a colour bar and, for small matrices, the value
@@ -8,6 +8,9 @@ Two functions:
 - ``show_heatmaps(matrices, ...)`` follows d2l's contract: a 4-D
   ``(rows, cols, Lq, Lk)`` array drawn as a grid that shares one colour bar
   (so colours mean the same number in every panel). It returns the Figure.
+- ``fit_tick_labels(fig)`` (opt-in, lesson 06) turns colliding column labels
+  upright and thins out labels that still collide, measured on the laid-out
+  figure.
 
 Both accept torch tensors (any device, with or without grad) or anything
 numpy can turn into a float array. Long tick labels (movie titles) are cut
@@ -18,12 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+import math
+
 import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
+from matplotlib.axis import Axis
 from matplotlib.figure import Figure
 
-__all__ = ["attention_heatmap", "show_heatmaps"]
+__all__ = ["attention_heatmap", "show_heatmaps", "fit_tick_labels"]
 
 ANNOTATE_MAX = 12  # annotate cells automatically up to this many rows/cols
 MAX_LABEL_CHARS = 24  # longer tick labels are cut and end with an ellipsis
@@ -252,3 +258,54 @@ def _grid_titles(titles, n_rows: int, n_cols: int) -> list[list[str]] | None:
             f"columns: give one title per column, or a rows x cols list of lists"
         )
     return [[str(t) for t in titles] for _ in range(n_rows)]
+
+
+def _tick_step(axis: Axis, pad_px: float) -> int:
+    """Smallest k such that every k-th label of ``axis`` clears its neighbour
+    by ``pad_px`` pixels (1 = no collision). Needs a laid-out figure."""
+    texts = [t for t in axis.get_ticklabels() if t.get_visible() and t.get_text()]
+    if len(texts) < 2:
+        return 1
+    boxes = [t.get_window_extent() for t in texts]
+    horizontal = axis.axis_name == "x"
+    centres = np.sort([(b.x0 + b.x1) / 2 if horizontal else (b.y0 + b.y1) / 2 for b in boxes])
+    pitch = float(np.diff(centres).min())
+    size = max(b.width if horizontal else b.height for b in boxes)
+    return max(1, math.ceil((size + pad_px) / max(pitch, 1e-9)))
+
+
+def _keep_every(axis: Axis, k: int) -> None:
+    """Keep every k-th tick label, counted back from the last one (in a history
+    the most recent item), with the labels' rotation and alignment."""
+    locs, texts = list(axis.get_ticklocs()), axis.get_ticklabels()
+    style = {"rotation": texts[0].get_rotation(), "ha": texts[0].get_ha(),
+             "rotation_mode": texts[0].get_rotation_mode()}
+    keep = sorted(range(len(locs) - 1, -1, -k))
+    axis.set_ticks([locs[i] for i in keep], [texts[i].get_text() for i in keep], **style)
+
+
+def fit_tick_labels(fig: Figure, axes: Sequence[Axes] | None = None,
+                    pad: float = 2.0) -> Figure:
+    """Make the tick labels of heatmap panels stop overlapping (lesson 06).
+
+    Lays ``fig`` out (``draw_without_rendering``) and measures every tick
+    label of ``axes`` (default: every Axes that holds an image). Column
+    labels that collide are turned upright (90 degrees); labels that still
+    collide, on either axis, are thinned to every k-th one, always keeping
+    the last. ``pad`` is the gap, in points, kept between neighbours.
+    Returns ``fig``.
+    """
+    axes = [ax for ax in (fig.axes if axes is None else axes) if ax.images]
+    pad_px = pad * fig.dpi / 72
+    fig.draw_without_rendering()
+    for ax in axes:
+        if _tick_step(ax.xaxis, pad_px) > 1:
+            for t in ax.get_xticklabels():
+                t.set(rotation=90, ha="center", rotation_mode="default")
+    fig.draw_without_rendering()
+    for ax in axes:
+        for axis in (ax.xaxis, ax.yaxis):
+            k = _tick_step(axis, pad_px)
+            if k > 1:
+                _keep_every(axis, k)
+    return fig

@@ -11,9 +11,10 @@ Three static views, built on :mod:`recattn_lessons.viz.heatmaps`:
   planted cause (``recattn_lessons.faithfulness``).
 
 Histories are left-padded with item id 0 (the course's convention); the
-padding columns are dropped before drawing. Titles longer than
-``max_label_chars`` are cut with an ellipsis; the figure then lists the
-full titles of the cut ones in a numbered note, so nothing is lost.
+padding columns are dropped before drawing. Rows carry numbered titles,
+columns only the numbers (titles under every column would collide). Titles
+longer than ``max_label_chars`` are cut with an ellipsis; the figure then
+lists the full titles of the cut ones under it, so nothing is lost.
 """
 
 from __future__ import annotations
@@ -24,11 +25,13 @@ import matplotlib.pyplot as plt
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
+from matplotlib.lines import Line2D
 
 from recattn_lessons.viz.heatmaps import (
     MAX_LABEL_CHARS,
     _to_numpy,
     attention_heatmap,
+    fit_tick_labels,
     shorten,
     show_heatmaps,
 )
@@ -72,12 +75,29 @@ def history_labels(items, titles: Sequence[str], max_label_chars: int = MAX_LABE
     return labels, notes
 
 
-def _add_notes(fig: Figure, notes: list[str], max_lines: int = 12) -> None:
+NOTE_FONTSIZE = 9  # points: the "full titles" list must stay readable
+
+
+def _add_notes(fig: Figure, notes: list[str], max_lines: int = 12):
+    """The full titles of the cut labels, one per line, in columns under the
+    figure (a figure legend without handles). Returns the Legend (or None)."""
     if not notes:
-        return
+        return None
     shown = notes[:max_lines] + ([f"... and {len(notes) - max_lines} more"]
                                  if len(notes) > max_lines else [])
-    fig.supxlabel("full titles: " + "; ".join(shown), fontsize=7, wrap=True)
+    col_inches = 0.4 + 0.55 * NOTE_FONTSIZE / 72 * max(len(s) for s in shown)
+    ncols = int(np.clip(fig.get_figwidth() // col_inches, 1, len(shown)))
+    handles = [Line2D([], [], linestyle="none") for _ in shown]
+    return fig.legend(handles, shown, loc="outside lower center", ncols=ncols,
+                      fontsize=NOTE_FONTSIZE, title="full titles of the shortened labels",
+                      title_fontsize=NOTE_FONTSIZE, handlelength=0, handletextpad=0,
+                      columnspacing=1.5, frameon=False, alignment="left")
+
+
+def _numbers(labels: list[str]) -> list[str]:
+    """The "3" of "3. Star Wars…": columns are the rows' items, so a number is enough
+    (whole titles under every column overlap)."""
+    return [lab.split(".", 1)[0] for lab in labels]
 
 
 def _causal_view(w: np.ndarray) -> np.ndarray:
@@ -128,11 +148,15 @@ def history_heatmap(weights, history, titles: Sequence[str], ax: Axes | None = N
     items = _to_numpy(history, "history").astype(int)[idx]
     labels, notes = history_labels(items, titles, max_label_chars, start=start)
     view = _causal_view(w[np.ix_(idx, idx)])  # (n, n)
-    ax = attention_heatmap(view, labels, labels, ax=ax, title=title, annotate=False,
-                           cmap=cmap, xlabel="attended item (key)",
+    own_figure = ax is None
+    ax = attention_heatmap(view, labels, _numbers(labels), ax=ax, title=title, annotate=False,
+                           cmap=cmap, xlabel="attended item (key), numbered as the rows",
                            ylabel="after watching (query)",
                            max_label_chars=max_label_chars + 5)
+    ax.images[0].colorbar.ax.set_title("weight", fontsize=9)
     _add_notes(ax.figure, notes)
+    if own_figure:  # on a caller's Axes: call fit_tick_labels once the figure is complete
+        fit_tick_labels(ax.figure, [ax])
     return ax
 
 
@@ -151,14 +175,27 @@ def stack_attention(attn) -> np.ndarray:
     return a
 
 
+def _panel_inches(n_items: int, n_rows: int, n_cols: int, preferred: float) -> float:
+    """Side of one grid panel in inches: about 0.2 in (14 pt) per item, so a
+    10 pt label fits every row; at least ``preferred`` (less when many
+    columns would make the grid wider than about 12 in, never under 2.4 in);
+    at most what keeps the grid within about 13 in."""
+    smallest = max(min(preferred, 12.0 / n_cols), 2.4)
+    largest = max(smallest, 13.0 / max(n_rows, n_cols))
+    return float(np.clip(0.2 * n_items, smallest, largest))
+
+
 def layer_head_grid(attn, history, titles: Sequence[str], user: int = 0,
                     last: int | None = 12, max_label_chars: int = 16,
-                    panel_size: float = 2.8, suptitle: str | None = None) -> Figure:
+                    panel_size: float = 3.6, suptitle: str | None = None) -> Figure:
     """Every layer (rows) x head (columns) for one user, one shared colour bar.
 
     ``attn`` is what SASRec's ``forward(history, return_attention=True)``
     returns: a list with one ``(B, H, L, L)`` tensor per layer; ``history``
-    is the ``(L,)`` history of batch element ``user``.
+    is the ``(L,)`` history of batch element ``user``. ``panel_size`` is the
+    preferred side of one panel in inches: panels grow with the number of
+    items shown and shrink a little when there are many heads. Titles label
+    the left column, numbers the bottom row (labels on the outer axes only).
     """
     a = stack_attention(attn)  # (layers, B, H, L, L)
     if not 0 <= user < a.shape[1]:
@@ -172,12 +209,14 @@ def layer_head_grid(attn, history, titles: Sequence[str], user: int = 0,
     grid = a[:, user][:, :, idx][:, :, :, idx]  # (layers, H, n, n)
     grid = np.stack([[_causal_view(m) for m in row] for row in grid])
     names = [[f"layer {i + 1}, head {j + 1}" for j in range(H)] for i in range(n_layers)]
-    fig = show_heatmaps(grid, labels, labels, titles=names, annotate=False,
-                        xlabel="attended item", ylabel="after watching",
-                        figsize=(panel_size, panel_size), vmin=0.0,
+    side = _panel_inches(len(idx), n_layers, H, panel_size)
+    fig = show_heatmaps(grid, labels, _numbers(labels), titles=names, annotate=False,
+                        xlabel="attended item (key)",
+                        ylabel="after watching (query)", figsize=(side, side), vmin=0.0,
                         max_label_chars=max_label_chars + 5, suptitle=suptitle)
+    fig.axes[-1].set_ylabel("attention weight")  # the one shared colour bar
     _add_notes(fig, notes)
-    return fig
+    return fit_tick_labels(fig)
 
 
 def din_bars(weights, history, titles: Sequence[str], candidates,

@@ -12,12 +12,19 @@ Two protocols produce those ranks (lesson 05):
   competes with 100 random items the user never interacted with, the
   protocol of the SASRec paper (Kang & McAuley, 2018).
 
+Histories for exclusion can be a :class:`CSRHistory` (one flat array of
+item ids plus row offsets, memory O(interactions)): evaluation builds the
+``(batch, n_items + 1)`` exclusion mask one batch at a time, never a dense
+users x items or users x longest-history matrix (issue 12: ML-20M).
+
 Ties are **pessimistic** everywhere: an item scoring exactly the target's
 score ranks above it. A model that gives every item the same score therefore
 gets the worst possible rank, as it should, instead of rank 0.
 """
 
 from __future__ import annotations
+
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -27,6 +34,7 @@ __all__ = [
     "ndcg_at_k",
     "mrr",
     "seen_mask",
+    "CSRHistory",
     "ranks_full",
     "sample_negatives",
     "ranks_sampled",
@@ -121,6 +129,46 @@ def seen_mask(histories: Tensor, n_items: int) -> Tensor:
     return mask
 
 
+@dataclass(frozen=True)
+class CSRHistory:
+    """Every user's seen items in compressed sparse rows (CSR).
+
+    Row ``u``'s items are ``indices[indptr[u]:indptr[u + 1]]``. Build it
+    with :meth:`from_sequences`; :meth:`mask` gives the dense boolean mask
+    of a few rows only, so memory stays O(interactions + batch x items).
+    """
+
+    indptr: Tensor  # (U + 1,) long offsets
+    indices: Tensor  # (S,) long item ids in 1..n_items
+    n_items: int
+
+    @classmethod
+    def from_sequences(cls, sequences: list[Tensor], n_items: int) -> "CSRHistory":
+        """From one 1-D tensor of item ids per user (0 = padding is dropped)."""
+        lengths = torch.tensor([len(s) for s in sequences], dtype=torch.long)  # (U,)
+        indptr = torch.zeros(len(sequences) + 1, dtype=torch.long)
+        indptr[1:] = torch.cumsum(lengths, 0)
+        flat = torch.cat([s.long().view(-1) for s in sequences]) if sequences else torch.zeros(0, dtype=torch.long)
+        if flat.numel() and (int(flat.min()) < 0 or int(flat.max()) > n_items):
+            raise ValueError(f"history item ids must lie in 0..{n_items} (0 = padding)")
+        return cls(indptr, flat, n_items)
+
+    @property
+    def n_users(self) -> int:
+        return len(self.indptr) - 1
+
+    def mask(self, lo: int, hi: int) -> Tensor:
+        """``(hi - lo, n_items + 1)`` boolean mask of rows ``lo..hi-1``; column 0 True."""
+        hi = min(hi, self.n_users)
+        start, end = int(self.indptr[lo]), int(self.indptr[hi])
+        counts = self.indptr[lo + 1:hi + 1] - self.indptr[lo:hi]  # (b,)
+        rows = torch.repeat_interleave(torch.arange(hi - lo), counts)  # (nnz,)
+        out = torch.zeros(hi - lo, self.n_items + 1, dtype=torch.bool)
+        out[rows, self.indices[start:end]] = True
+        out[:, 0] = True
+        return out
+
+
 def ranks_full(scores: Tensor, targets: Tensor, exclude: Tensor | None = None) -> Tensor:
     """0-based rank of each user's target among all items (lesson 05).
 
@@ -155,7 +203,7 @@ def ranks_full(scores: Tensor, targets: Tensor, exclude: Tensor | None = None) -
                 f"exclude must be a boolean tensor with the shape of scores {tuple(scores.shape)} "
                 f"(True = item does not compete); build it with seen_mask(histories, n_items)"
             )
-        competes &= ~exclude.to(scores.device)
+        competes.masked_fill_(exclude.to(scores.device), False)  # no (U, N+1) temporary
     competes.scatter_(1, targets[:, None], False)  # the target does not outrank itself
     return competes.sum(dim=1)  # (U,)
 
@@ -175,13 +223,15 @@ def sample_negatives(
 
     Each row is a uniform sample *without replacement* from the items in
     ``1..n_items`` outside the user's history and target (the SASRec paper's
-    100 negatives). Vectorized: every allowed item gets a uniform random key,
-    seen items get +inf, and the ``n`` smallest keys win.
+    100 negatives). Vectorized rejection sampling (O(n) per user), with
+    exact random keys for users who saw most of the catalogue.
 
     Args:
-        seen: either a ``(U, n_items + 1)`` boolean mask (True = seen, see
-            :func:`seen_mask`) or a ``(U, L)`` integer tensor of history item
-            ids padded with 0.
+        seen: a ``(U, n_items + 1)`` boolean mask (True = seen, see
+            :func:`seen_mask`), a ``(U, L)`` integer tensor of history item
+            ids padded with 0, a list of per-user id tensors, or a
+            :class:`CSRHistory` (the streaming form: masks are built one
+            chunk of users at a time).
         n_items: number of real items (ids ``1..n_items``).
         n: negatives per user.
         generator: a CPU ``torch.Generator`` or an int seed (required: the
@@ -189,7 +239,8 @@ def sample_negatives(
         targets: optional ``(U,)`` item ids that are excluded too (pass the
             held-out item unless ``seen`` already contains it).
         chunk_elements: users are processed in chunks of about this many
-            (user, item) keys, to bound memory on large catalogues.
+            (user, item) keys, to bound memory on large catalogues; the
+            draws do not depend on the form of ``seen``.
     """
     if generator is None:
         raise ValueError(
@@ -198,37 +249,86 @@ def sample_negatives(
         )
     if isinstance(generator, int):
         generator = torch.Generator().manual_seed(generator)
+    rows_mask, U, device = _mask_source(seen, n_items)
+    if targets is not None:
+        targets = _check_targets(targets, U, n_items + 1).cpu()
+    if n < 1:
+        raise ValueError(f"n must be at least 1, got {n}")
+    step = max(1, chunk_elements // (n_items + 1))
+    out = []
+    for start in range(0, U, step):
+        m = rows_mask(start, min(start + step, U))  # (u, N+1), built per chunk only
+        if targets is not None:
+            m.scatter_(1, targets[start:start + step, None], True)
+        free = n_items - m[:, 1:].sum(dim=1)  # (u,)
+        if (free < n).any():
+            worst = int(free.argmin())
+            raise ValueError(
+                f"cannot draw n={n} distinct negatives: user row {start + worst} has only "
+                f"{int(free[worst])} unseen items; lower n or drop such users"
+            )
+        out.append(_draw_unseen(m, n, generator))  # (u, n)
+    return torch.cat(out).to(device)
+
+
+def _draw_unseen(m: Tensor, n: int, generator: torch.Generator) -> Tensor:
+    """``(u, n)`` distinct items per row, uniform among the False columns of ``m``.
+
+    Rejection first: draw ``2n + 16`` ids with replacement per row and keep
+    the first ``n`` that are allowed and not repeats, which is a uniform
+    sample without replacement and costs O(n) per user, not O(items).
+    Rows that did not collect ``n`` (users who saw most of the catalogue)
+    fall back to exact random keys: every allowed item gets a uniform key,
+    forbidden ones +inf, the ``n`` smallest win.
+    """
+    u, C = m.shape
+    cand = torch.randint(1, C, (u, 2 * n + 16), generator=generator)  # (u, T)
+    ok = ~m.gather(1, cand)  # (u, T) allowed
+    srt, order = cand.sort(dim=1, stable=True)
+    rep = torch.zeros_like(ok)
+    rep[:, 1:] = srt[:, 1:] == srt[:, :-1]  # a repeat of an earlier draw (stable: first kept)
+    ok &= ~torch.zeros_like(ok).scatter_(1, order, rep)
+    taken = ok & (ok.cumsum(1) <= n)  # the first n allowed draws
+    full = taken.sum(1) == n  # (u,)
+    out = torch.empty(u, n, dtype=torch.long)
+    out[full] = cand[full][taken[full]].view(-1, n)  # row-major order = draw order
+    if (~full).any():
+        keys = torch.rand(int((~full).sum()), C, generator=generator)  # (r, N+1)
+        keys.masked_fill_(m[~full], float("inf"))
+        out[~full] = keys.topk(n, dim=1, largest=False).indices
+    return out
+
+
+def _mask_source(seen, n_items: int):
+    """``(rows_mask(lo, hi), U, device)`` for any accepted form of ``seen``."""
+    if isinstance(seen, CSRHistory):
+        if seen.n_items != n_items:
+            raise ValueError(f"CSRHistory has n_items={seen.n_items}, expected {n_items}")
+        return seen.mask, seen.n_users, torch.device("cpu")
+    if isinstance(seen, (list, tuple)):
+        csr = CSRHistory.from_sequences(list(seen), n_items)
+        return csr.mask, csr.n_users, torch.device("cpu")
     if not isinstance(seen, Tensor) or seen.dim() != 2:
-        raise ValueError("seen must be a (U, n_items + 1) boolean mask or a (U, L) tensor of item ids")
+        raise ValueError("seen must be a (U, n_items + 1) boolean mask, a (U, L) tensor of item ids, "
+                         "a list of per-user id tensors or a CSRHistory")
     if seen.dtype == torch.bool:
         if seen.shape[1] != n_items + 1:
             raise ValueError(
                 f"seen mask has {seen.shape[1]} columns; expected n_items + 1 = {n_items + 1} (column 0 = padding)"
             )
-        mask = seen.clone()
-        mask[:, 0] = True
+
+        def rows_mask(lo, hi):
+            m = seen[lo:hi].cpu().clone()
+            m[:, 0] = True
+            return m
     else:
-        mask = seen_mask(seen, n_items)
-    if targets is not None:
-        targets = _check_targets(targets, mask.shape[0], n_items + 1).to(mask.device)
-        mask.scatter_(1, targets[:, None], True)
-    mask = mask.cpu()
-    free = n_items - (mask[:, 1:].sum(dim=1))  # (U,)
-    if n < 1 or (free < n).any():
-        worst = int(free.argmin())
-        raise ValueError(
-            f"cannot draw n={n} distinct negatives: user row {worst} has only "
-            f"{int(free[worst])} unseen items; lower n or drop such users"
-        )
-    U = mask.shape[0]
-    step = max(1, chunk_elements // (n_items + 1))
-    out = []
-    for start in range(0, U, step):
-        m = mask[start : start + step]  # (u, N+1)
-        keys = torch.rand(m.shape, generator=generator)  # (u, N+1) uniform keys
-        keys.masked_fill_(m, float("inf"))
-        out.append(keys.topk(n, dim=1, largest=False).indices)  # (u, n)
-    return torch.cat(out).to(seen.device)
+        seen_mask(seen[:0], n_items)  # validates dtype and shape
+
+        def rows_mask(lo, hi):
+            return seen_mask(seen[lo:hi].cpu(), n_items)
+        if seen.numel() and (int(seen.min()) < 0 or int(seen.max()) > n_items):
+            raise ValueError(f"history item ids must lie in 0..{n_items} (0 = padding)")
+    return rows_mask, seen.shape[0], seen.device
 
 
 def ranks_sampled(target_scores: Tensor, negative_scores: Tensor) -> Tensor:
