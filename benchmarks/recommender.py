@@ -7,10 +7,16 @@ Usage::
     python benchmarks/recommender.py --models sasrec popularity --seeds 0
     python benchmarks/recommender.py --render-only        # rebuild BENCHMARKS.md from the JSON
 
-Every run uses ``recattn_lessons.train.run`` with its default settings (the
-ones ``python -m recattn_lessons.train`` uses), the same leave-one-out split
-and, per seed, the same sampled-protocol negatives for every model. Model
-selection (early stopping) sees validation only; the table reports test.
+Every run uses ``recattn_lessons.train.run`` with ``TrainConfig``'s defaults
+(the ones ``python -m recattn_lessons.train`` uses) except what ``--set`` and
+the model spec change, the same leave-one-out split and, per seed, the same
+sampled-protocol negatives for every model. The committed runs were not at
+the defaults' epoch cap: they were launched with ``--set epochs=100`` (the
+command line's default is 30; seeds 1 and 2 also with ``--set amp='"off"'``),
+except the two SASRecs configured like pmixer/SASRec.pytorch (BCE and
+cross-entropy), whose specs set ``epochs=300,patience=300``, and
+popularity's seed-0 run (no overrides; it does not train). Model selection
+(early stopping) sees validation only; the table reports test.
 
 Raw results go to ``benchmarks/results/<dataset>-<device>.json`` (one file
 per dataset and device, every run's ``metrics.json`` plus the environment);
@@ -33,8 +39,8 @@ ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "benchmarks" / "results"
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from recommender_report import (  # noqa: E402  (tables: pure functions, tested)
-    ANCHORS, METRICS, MODELS, REFERENCE, aggregate, best_per_family, budget_table, family, load_results,
-    mean_sd, paired_table, render_table,
+    ANCHORS, METRICS, MODELS, REFERENCE, aggregate, best_per_family, budget_table, family, family_paired_table,
+    grid_sizes, load_results, mean_sd, paired_table, render_table, short_label,
 )
 from sections import keep_sections  # noqa: E402  (other benchmarks' sections of BENCHMARKS.md)
 
@@ -190,38 +196,84 @@ below are **test**.
 - **full**: the held-out movie ranked against every movie except the user's other history
   items. **sampled**: ranked against 100 random unseen movies (the SASRec paper's protocol).
   Ties count against the model in both.
-- **95% CI**: percentile bootstrap over the 671 test users (1,000 redraws). With this few users
-  an NDCG@10 around 0.05 has an interval about ±0.013 wide: read differences through the paired
-  table below, not through the point estimates.
+- **first seed [95% CI]**: the first seed's (seed 0's) point estimate and its percentile
+  bootstrap interval over that run's test users (1,000 redraws), for full HR@10, NDCG@10 and
+  MRR and sampled HR@10 and NDCG@10. On a three-seed row the mean ± sd over seeds stands
+  beside it: the interval is seed 0's, around seed 0's number, not around the mean. With 671
+  users an NDCG@10 around 0.05 has an interval about ±0.013 wide: read differences through
+  the paired tables below, not through the point estimates.
 - `train s` is the wall time of the training epochs and their validation passes;
-  `s/epoch` divides it by the number of epochs run. There is no epochs column: an epoch of
-  pmixer/SASRec.pytorch is one window per user, ours is every training transition.
+  `s/epoch` divides it by the number of epochs run. There is no epochs column, and the pmixer
+  row has no s/epoch: an epoch of pmixer/SASRec.pytorch is one window per user, ours is every
+  training transition.
 - Every trainable model trains with the same loss, the full-softmax cross-entropy, unless its
   label says otherwise (`sasrec:loss=bce` is configured like pmixer/SASRec.pytorch: BCE with
-  one negative, maxlen 200, hidden 50, 1 head, lr 1e-3, batch 128, fp32).
+  one negative, maxlen 200, hidden 50, 1 head, lr 1e-3, batch 128, fp32;
+  `sasrec:loss=ce,maxlen=200` has the same configuration with the cross-entropy).
+- **Settings**: `TrainConfig`'s defaults (those of `python -m recattn_lessons.train`: patience
+  5, at least 10 epochs, d_model 64, maxlen 50, batch 32) except the epoch cap: every run was
+  launched with `--set epochs=100`, a cap of 100 epochs (the command line's default is 30),
+  seeds 1 and 2 also with `amp="off"`, and the grid point in its label. Two exceptions: the
+  two pmixer-configured SASRecs (BCE and cross-entropy) set their own schedule in their labels
+  (epochs=300, patience=300, min_epochs=0, max_train_seconds=2400), and popularity's seed-0 run
+  had no overrides (epochs=30; it does not train). The list under the table gives every row's
+  settings.
 - The *pmixer* row was measured in issue 4 on the **old file-order split** (best at its epoch
-  240, about 440 s at 1.84 s/epoch); it was not re-run on the random-tie split.
+  240, about 440 s in all); it was not re-run on the random-tie split.
 
 **What was run in this pass (issue 12), and what was cut.** Seed 0 ran on a 2-core machine
-shared with up to five other jobs (load average up to 11 while it ran), so seed-0 times are
-inflated several-fold and vary between rows; seeds 1 and 2 ran on a quiet machine (compare
-`s/epoch` across seeds, not across rows), seed 2 on another CPU type (an Intel Xeon; seeds 0 and
-1 on an AMD EPYC: the device line says which). The tuning grid is lr in {1e-3, 3e-3} at dropout
-0.2 for every trainable model: the dropout axis {0.2, 0.5} was cut. Seeds 1 and 2 repeat only
-the picked SASRec, GRU4Rec and mean-pool points and popularity; DIN and the BCE SASRec have one
-seed. DIN-MLP ran on a 150-user subset (its MLP scores every candidate movie against every history
-position: 105 s/epoch on 150 users against DIN-dot's 136 s/epoch on all 671, about 3.5x slower
-per user), so it is compared with nobody; its 150 users are not the other rows' 671. The `sasrec:loss=bce` row trained
-pmixer's way: 300 fixed epochs (patience 300), best validation at epoch 172, where it reaches
-the reference's level (0.035); with patience 10 it stopped at epoch 29 below popularity.
+shared with other jobs (the 1-minute load average recorded after each seed-0 run reached
+{load_seed0} at most; it was not sampled while the runs trained), so seed-0 times are
+inflated several-fold and vary between rows; seeds 1 and 2 ran on quieter machines (at most
+{load_other} after each run; compare `s/epoch` across seeds, not across rows), seed 2 on
+another CPU type (an Intel Xeon; seeds 0 and 1 on an AMD EPYC: the device line says which).
+The tuning grid is lr in {1e-3, 3e-3} at dropout 0.2 for SASRec, GRU4Rec, mean pooling and
+DIN-dot; the two pmixer-configured SASRecs (lr 1e-3, pmixer's setting) and DIN-MLP (lr 3e-3)
+have one grid point each, so none of them was tuned. The dropout axis {0.2, 0.5} was cut.
+Seeds 1 and 2 repeat only the picked SASRec, GRU4Rec and mean-pool points and popularity; DIN
+and the pmixer-configured SASRecs have one seed. DIN-MLP ran on a 150-user subset (its MLP
+scores every candidate movie against every history position: 105 s/epoch on 150 users against
+DIN-dot's 136 s/epoch on all 671, about 3.5x slower per user), so it is compared with nobody; its 150 users are not the other rows' 671. The `sasrec:loss=bce` row trained
+pmixer's way: 300 fixed epochs (patience 300), best validation at its epoch 172, where it
+reaches 0.0351 test full NDCG@10, below the pmixer reference's 0.0456, which was measured on
+the old file-order split (not comparable).
 Every row trained in fp32 (each run records `bf16=False`): `amp=auto` found no native bf16 on
 the AMD EPYC they ran on (AMD EPYCs with `avx512_bf16` exist: there `amp=auto` trains in bf16), and the Intel Xeon's seed-2 runs (it has AMX) were given `amp=off` to match.
+
+**The loss's share.** `sasrec:loss=ce,maxlen=200` is the BCE row's pmixer configuration trained
+with the full-softmax cross-entropy (CE) instead: 0.0449 test full NDCG@10 against BCE's 0.0351.
+Paired on the same test users, CE minus BCE is +0.0098 [-0.0017, +0.0221]: not resolved on 671
+users. The CE run was stopped by its time budget (2,400 s) after epoch 92 (26.2 s/epoch against
+the BCE run's 6.6 on the shared machine), its best validation at epoch 89 and still improving,
+so 0.0449 is likely a lower bound for CE at that configuration. The rest of the gap to the
+course's pick (0.0606 on seed 0, +0.0255 over BCE) comes from the configuration: maxlen 50,
+width 64, batch 32 and early stopping; the pick minus the CE row is +0.0157 [+0.0017, +0.0303],
+resolved.
+
+**Why SASRec's number dropped.** On the old file-order split the default SASRec (lr 3e-3,
+epoch cap 30) scored 0.0603 ± 0.0025 test full NDCG@10 (3 seeds, `benchmarks/results/archive/`);
+on the random-tie split the default (lr 3e-3) scores 0.0493 (1 seed) and the lr 1e-3 pick
+0.0579 ± 0.0052 (3 seeds). Numbers are not comparable across splits.
 """
 
 
+def header(runs: list[dict]) -> str:
+    """:data:`HEADER` with the recorded load averages of ``runs`` filled in (max per seed group)."""
+    def top(rs):
+        loads = [r["loadavg_1m"] for r in rs if "loadavg_1m" in r]
+        return f"{max(loads):.1f}" if loads else "(not recorded)"
+    return (HEADER.replace("{load_seed0}", top([r for r in runs if r["seed"] == 0]))
+            .replace("{load_other}", top([r for r in runs if r["seed"] != 0])))
+
+
+def _and(families: list[str]) -> str:
+    names = [f"`{short_label(f)}`" for f in families]
+    return ", ".join(names[:-1]) + " and " + names[-1] if len(names) > 1 else "".join(names)
+
+
 def render(results_dir: Path) -> str:
-    parts = [HEADER]
     groups = load_results(results_dir)
+    parts = [header([r for g in groups.values() for r in g["runs"]])]
     if not groups:
         parts.append("\n_No results yet: run `python benchmarks/recommender.py`._\n")
     for (dataset, device), g in groups.items():
@@ -236,15 +288,24 @@ def render(results_dir: Path) -> str:
             env["torch_threads"] = "/".join(str(t) for t in threads)
         parts.append(f"\n## {dataset} on {device}\n\n")
         parts.append(render_table(aggregate(runs), env))
+        sizes = grid_sizes(runs)
+        tuned = [f for f, n in sizes.items() if n > 1]
+        single = [f for f, n in sizes.items() if n == 1]
         parts.append("\n### Equal tuning budget (validation, seed 0)\n\n"
-                     "Every trainable model gets the same grid on validation: learning rate in {1e-3, 3e-3} "
-                     "at dropout 0.2 (seed 0, the same epoch cap and early stopping); ★ marks the pick, whose "
-                     "test number is shown but was not used to pick.\n\n")
+                     "Grid on validation (seed 0, each row's epoch cap and early stopping as listed above): "
+                     f"learning rate in {{1e-3, 3e-3}} at dropout 0.2 for {_and(tuned) or 'no model'}"
+                     + (f"; {_and(single)} {'has' if len(single) == 1 else 'have'} one grid point"
+                        f"{'' if len(single) == 1 else ' each'} (not tuned)" if single else "")
+                     + ". ★ marks the pick, whose test number is shown but was not used to pick.\n\n")
         parts.append(budget_table(runs))
         parts.append("\n### Does attention help? Paired differences on the same test users\n\n"
                      "Picked configuration of each model, seed 0; the interval is a paired bootstrap over "
                      "users. *resolved* = the interval excludes 0.\n\n")
         parts.append(paired_table(runs))
+        parts.append("\n### DIN minus mean pooling: does target attention beat averaging the history?\n\n"
+                     "Each DIN pick minus the mean-pooling pick (lesson 05), seed 0, the same paired bootstrap "
+                     "over users. *resolved* = the interval excludes 0.\n\n")
+        parts.append(family_paired_table(runs, "din", "meanpool"))
     parts.append("\n## Published anchors (ML-1M, a larger dataset: context, not targets)\n\n")
     parts.append("| source | protocol | HR@10 | NDCG@10 |\n|---|---|---|---|\n")
     for label, proto, m in ANCHORS:

@@ -4,11 +4,14 @@ Pure functions over the runs' ``metrics.json`` dicts (plus ``test_ranks``,
 the per-user test ranks the benchmark stores for the bootstrap):
 
 - :func:`aggregate` / :func:`render_table`: one row per configuration, with
-  a 95% paired-bootstrap interval over users for full NDCG@10 and HR@10;
+  the first seed's point estimate and its 95% percentile-bootstrap interval
+  over users for full HR@10, NDCG@10 and MRR and sampled HR@10 and NDCG@10;
 - :func:`budget_table`: the equal tuning budget, every grid point of every
   model on **validation**, the one picked, and its test numbers;
 - :func:`paired_table`: differences between the picked models (same users,
-  same redraws) with their intervals: "does attention help?".
+  same redraws) with their intervals: "does attention help?";
+- :func:`family_paired_table`: the same for every pick of one model minus
+  another's (DIN minus mean pooling, lesson 05).
 """
 
 from __future__ import annotations
@@ -31,6 +34,8 @@ N_BOOT, BOOT_SEED = 1000, 0
 # pmixer/SASRec.pytorch, measured in issue 4 on the OLD split (ties in file
 # order, which leaks) with its defaults: maxlen 200, 50 dims, 2 blocks, BCE.
 # Best at its epoch 240 of 1.84 s: about 440 s (issue 4 said 330 s: wrong).
+# Its epoch is one window per user, ours every training transition: the
+# table shows its train time but not its s/epoch (another unit).
 REFERENCE = {
     "label": "pmixer/SASRec.pytorch (defaults, BCE; old file-order split)",
     "full": {"hr@10": 0.088, "ndcg@10": 0.0456},
@@ -91,7 +96,11 @@ def aggregate(runs: list[dict], stage: str = "test") -> dict[str, dict]:
         for key in ("train_seconds", "seconds_per_epoch", "epochs"):
             agg[key] = mean_sd([float(r[key]) for r in rs])
         if stage == "test" and "test_ranks" in rs[0]:  # the first seed's users
+            agg["ci_seed"] = rs[0]["seed"]  # "mean" of each CI is that seed's point estimate
             agg["ci"] = bootstrap_ci(torch.tensor(rs[0]["test_ranks"]["full"]), 10, N_BOOT, BOOT_SEED)
+            if "sampled100" in rs[0]["test_ranks"]:
+                agg["ci_sampled"] = bootstrap_ci(torch.tensor(rs[0]["test_ranks"]["sampled100"]), 10,
+                                                 N_BOOT, BOOT_SEED)
         cfg = rs[0].get("config", {})
         agg["settings"] = ", ".join(f"{k}={cfg[k]}" for k in SETTINGS if k in cfg)
         if cfg.get("model_args"):
@@ -108,9 +117,11 @@ def _fmt(ms: tuple[float, float], digits: int = 4) -> str:
     return f"{ms[0]:.{digits}f} ± {ms[1]:.{digits}f}"
 
 
-def _ci(a: dict, metric: str, digits: int) -> str:
-    c = a.get("ci", {}).get(metric)
-    return f"[{c['lo']:.{digits}f}, {c['hi']:.{digits}f}]" if c else "–"
+def _ci(a: dict, metric: str, digits: int, key: str = "ci") -> str:
+    """``point [lo, hi]``: the first seed's estimate and its interval (``key``: "ci" = full,
+    "ci_sampled" = sampled protocol); "–" without per-user ranks."""
+    c = a.get(key, {}).get(metric)
+    return f"{c['mean']:.{digits}f} [{c['lo']:.{digits}f}, {c['hi']:.{digits}f}]" if c else "–"
 
 
 SHOWN = ("loss", "attention", "users")  # settings a table row names; the rest go to the settings list
@@ -138,12 +149,18 @@ def _order(labels):
     return sorted(labels, key=key)
 
 
+def _seeds_word(agg: dict[str, dict]) -> str:
+    first = sorted({a["ci_seed"] for a in agg.values() if "ci_seed" in a})
+    return "seed " + ", ".join(map(str, first)) if first else "no per-user ranks"
+
+
 def render_table(agg: dict[str, dict], env: dict) -> str:
     """One markdown table: test metrics under both protocols, 95% CIs, timings."""
     pop = agg.get("popularity", {}).get("full", {}).get("ndcg@10", (float("nan"), 0))[0]
-    head = ("| model | seeds | full HR@10 | 95% CI | full NDCG@10 | 95% CI | full MRR | sampled HR@10 "
-            "| sampled NDCG@10 | train s | s/epoch | full NDCG@10 ÷ popularity |")
-    lines = [head, "|" + "---|" * 12]
+    head = ("| model | seeds | full HR@10 | first seed [95% CI] | full NDCG@10 | first seed [95% CI] "
+            "| full MRR | first seed [95% CI] | sampled HR@10 | first seed [95% CI] | sampled NDCG@10 "
+            "| first seed [95% CI] | train s | s/epoch | full NDCG@10 ÷ popularity |")
+    lines = [head, "|" + "---|" * 15]
     order = _order(agg)
     for model in order:
         a = agg[model]
@@ -152,16 +169,17 @@ def render_table(agg: dict[str, dict], env: dict) -> str:
         lines.append(
             f"| {name} | {len(a['seeds'])} | {_fmt(a['full']['hr@10'], 3)} | {_ci(a, 'hr@10', 3)} "
             f"| {_fmt(a['full']['ndcg@10'])} | {_ci(a, 'ndcg@10', 4)} "
-            f"| {_fmt(a['full']['mrr'])} | {_fmt(a['sampled100']['hr@10'], 3)} "
-            f"| {_fmt(a['sampled100']['ndcg@10'], 3)} "
+            f"| {_fmt(a['full']['mrr'])} | {_ci(a, 'mrr', 4)} "
+            f"| {_fmt(a['sampled100']['hr@10'], 3)} | {_ci(a, 'hr@10', 3, 'ci_sampled')} "
+            f"| {_fmt(a['sampled100']['ndcg@10'], 3)} | {_ci(a, 'ndcg@10', 3, 'ci_sampled')} "
             f"| {a['train_seconds'][0]:.0f} ± {a['train_seconds'][1]:.0f} | {a['seconds_per_epoch'][0]:.2f} "
             f"| {'– (other users)' if _is_subset(model) else f'{nd / pop:.2f}x'} |"
         )
     r = REFERENCE
     lines.append(
-        f"| *{r['label']}* | 1 | {r['full']['hr@10']:.3f} | – | {r['full']['ndcg@10']:.4f} | – | – "
-        f"| {r['sampled100']['hr@10']:.3f} | {r['sampled100']['ndcg@10']:.3f} "
-        f"| ≈ {r['train_seconds']:.0f} | {r['seconds_per_epoch']:.2f} | – |"
+        f"| *{r['label']}* | 1 | {r['full']['hr@10']:.3f} | – | {r['full']['ndcg@10']:.4f} | – | – | – "
+        f"| {r['sampled100']['hr@10']:.3f} | – | {r['sampled100']['ndcg@10']:.3f} | – "
+        f"| ≈ {r['train_seconds']:.0f} | – | – |"  # s/epoch: its epochs are other units
     )
     seeds = sorted({s for a in agg.values() for s in a["seeds"]})
     measured = {label.split(":")[0] for label in agg}
@@ -172,8 +190,12 @@ def render_table(agg: dict[str, dict], env: dict) -> str:
                                else env.get("cpu", "?"))
     note = (f"Device: **{env.get('device')}** ({where}), {env.get('torch_threads')} torch threads; "
             f"torch {env.get('torch')}, Python {env.get('python')}, measured {env.get('date_utc')} UTC; "
-            f"seeds {seeds}; mean ± sample standard deviation over seeds; 95% CI: paired bootstrap "
-            f"over the test users of the first seed ({N_BOOT} redraws, seed {BOOT_SEED}).")
+            f"seeds {seeds}; mean ± sample standard deviation over seeds. *first seed [95% CI]*: "
+            f"the first seed's point estimate ({_seeds_word(agg)} here) and its 95% percentile bootstrap "
+            f"interval over that run's test users ({N_BOOT} redraws, bootstrap seed {BOOT_SEED}, the "
+            f"same redraws for every row on the same users); on a row with several seeds it is that "
+            f"one seed's point and interval, not an interval around the mean beside it. The pmixer "
+            f"row's s/epoch is not shown: its epoch is one window per user, ours every transition.")
     split = next((a["split"] for a in agg.values() if "split" in a), None)
     if split:
         note += (f" Split: tie_seed={split['tie_seed']}; {split['n_cold_test']} of {split['n_users']} test "
@@ -213,6 +235,16 @@ def best_per_family(runs: list[dict], seed: int = 0) -> dict[str, dict]:
     return best
 
 
+def grid_sizes(runs: list[dict], seed: int = 0) -> dict[str, int]:
+    """``{family: number of grid points run at seed ``seed``}`` for every trainable family, in table order."""
+    n: dict[str, set] = {}
+    for r in runs:
+        if r["seed"] == seed and r["model"] != "popularity":
+            label = r.get("label", r["model"])
+            n.setdefault(family(label), set()).add(label)
+    return {f: len(n[f]) for f in _order(n)}
+
+
 def budget_table(runs: list[dict], seed: int = 0) -> str:
     """Every grid point (seed ``seed``): validation NDCG@10, the pick (★), its test numbers."""
     best = best_per_family(runs, seed)
@@ -238,21 +270,36 @@ def paired_table(runs: list[dict], against: str = "sasrec", seed: int = 0) -> st
     best = {f: r for f, r in best_per_family(runs, seed).items() if "test_ranks" in r}
     if against not in best:
         return f"_No {against} run with per-user ranks yet._\n"
-    a = torch.tensor(best[against]["test_ranks"]["full"])
     lines = [f"| {against} minus | NDCG@10 difference | 95% CI | HR@10 difference | 95% CI | resolved? |",
              "|---|---|---|---|---|---|"]
     for f in _order(best):
-        if f == against:
-            continue
-        b = torch.tensor(best[f]["test_ranks"]["full"])
-        if a.shape != b.shape:  # e.g. a user subset: not the same users
-            lines.append(f"| {short_label(f)} | – (other users) | – | – | – | – |")
-            continue
-        d = paired_bootstrap(a, b, 10, N_BOOT, BOOT_SEED)
-        n, h = d["ndcg@10"], d["hr@10"]
-        yes = "yes" if n["lo"] > 0 or n["hi"] < 0 else "no"
-        lines.append(f"| {short_label(f)} | {n['diff']:+.4f} | [{n['lo']:+.4f}, {n['hi']:+.4f}] | {h['diff']:+.3f} "
-                     f"| [{h['lo']:+.3f}, {h['hi']:+.3f}] | {yes} |")
+        if f != against:
+            lines.append(_paired_row(short_label(f), best[against], best[f]))
+    return "\n".join(lines) + "\n"
+
+
+def _paired_row(name: str, run_a: dict, run_b: dict) -> str:
+    """One row: test full NDCG@10 and HR@10 of ``run_a`` minus ``run_b``, paired bootstrap."""
+    a, b = (torch.tensor(r["test_ranks"]["full"]) for r in (run_a, run_b))
+    if a.shape != b.shape:  # e.g. a user subset: not the same users
+        return f"| {name} | – (other users) | – | – | – | – |"
+    d = paired_bootstrap(a, b, 10, N_BOOT, BOOT_SEED)
+    n, h = d["ndcg@10"], d["hr@10"]
+    yes = "yes" if n["lo"] > 0 or n["hi"] < 0 else "no"
+    return (f"| {name} | {n['diff']:+.4f} | [{n['lo']:+.4f}, {n['hi']:+.4f}] | {h['diff']:+.3f} "
+            f"| [{h['lo']:+.3f}, {h['hi']:+.3f}] | {yes} |")
+
+
+def family_paired_table(runs: list[dict], model: str = "din", against: str = "meanpool", seed: int = 0) -> str:
+    """Every pick of ``model`` (each of its families, e.g. DIN-dot and DIN-MLP) minus ``against``'s
+    pick: test full NDCG@10 and HR@10 differences, same paired bootstrap as :func:`paired_table`."""
+    best = {f: r for f, r in best_per_family(runs, seed).items() if "test_ranks" in r}
+    mine = [f for f in _order(best) if f.split(":")[0] == model]
+    if against not in best or not mine:
+        return f"_No {model} and {against} runs with per-user ranks yet._\n"
+    lines = [f"| minus {against} | NDCG@10 difference | 95% CI | HR@10 difference | 95% CI | resolved? |",
+             "|---|---|---|---|---|---|"]
+    lines += [_paired_row(short_label(f), best[f], best[against]) for f in mine]
     return "\n".join(lines) + "\n"
 
 

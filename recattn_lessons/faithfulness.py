@@ -216,7 +216,8 @@ class CheckConfig:
 
     data: SyntheticConfig = SyntheticConfig()  # training users; eval users use seed + 1
     n_eval_users: int = 1000  # fresh users whose final item we explain
-    n_blocks: int = 1  # SASRec blocks (2+ shows attention drifting away)
+    model: str = "sasrec"  # sasrec (softmax attention) or hstu (pointwise, lesson 08)
+    n_blocks: int = 1  # attention blocks (2+ shows attention drifting away)
     n_heads: int = 1  # attention heads per block
     d_model: int = 32  # embedding size
     dropout: float = 0.1
@@ -237,7 +238,7 @@ class CheckConfig:
 
 
 def train_planted(cfg: CheckConfig, data: PlantedSequences, progress: bool = True) -> nn.Module:
-    """Train the course's SASRec on planted sequences for ``cfg.epochs`` epochs.
+    """Train ``cfg.model`` (SASRec or HSTU) on planted sequences for ``cfg.epochs`` epochs.
 
     Uses ``models.build``, the windows and batches of ``data.batching`` and
     the model's own loss. Unlike ``train.run`` there is no validation-based
@@ -249,13 +250,14 @@ def train_planted(cfg: CheckConfig, data: PlantedSequences, progress: bool = Tru
 
     torch.manual_seed(cfg.seed)  # initialisation and dropout
     gen = torch.Generator().manual_seed(cfg.seed)  # batch order
-    model = build("sasrec", data.n_items, maxlen=cfg.maxlen, d_model=cfg.d_model,
-                  d_ff=cfg.d_model, n_heads=cfg.n_heads, n_blocks=cfg.n_blocks,
-                  dropout=cfg.dropout).to(getattr(torch, cfg.dtype))
+    extra = {"d_ff": cfg.d_model} if cfg.model == "sasrec" else {}  # HSTU has no feed-forward
+    model = build(cfg.model, data.n_items, maxlen=cfg.maxlen, d_model=cfg.d_model,
+                  n_heads=cfg.n_heads, n_blocks=cfg.n_blocks, dropout=cfg.dropout,
+                  **extra).to(getattr(torch, cfg.dtype))
     windows = sliding_windows(data.sequences, cfg.maxlen)
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, betas=(0.9, 0.98))
     model.train()
-    for _ in tqdm(range(cfg.epochs), desc="planted SASRec epochs", disable=not progress):
+    for _ in tqdm(range(cfg.epochs), desc=f"planted {cfg.model} epochs", disable=not progress):
         for batch in iterate_batches(windows, cfg.batch_size, gen):
             loss = model.loss(batch)
             opt.zero_grad()

@@ -112,6 +112,46 @@ def test_build_never_overwrites_a_learners_answers(tmp_path):
     assert "my answer" not in (exs / "01_toy.ipynb").read_text()
 
 
+def test_build_keeps_answers_the_learner_committed(tmp_path):
+    """Issue 13: an answered exercise that git has committed is still the learner's work;
+    only the generator's own output (the fresh stub) counts as untouched."""
+    sols, exs = tmp_path / "solutions", tmp_path / "exercises"
+    sols.mkdir()
+    nbformat.write(_toy(), str(sols / "01_toy.ipynb"))
+    build(sols, exs)
+    git = ["git", "-C", str(tmp_path), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(tmp_path)], check=True)
+    _solve(exs / "01_toy.ipynb")
+    subprocess.run(git + ["add", "."], check=True)
+    subprocess.run(git + ["commit", "-qm", "learner commits the answer"], check=True)
+    kept: list = []
+    build(sols, exs, kept=kept)
+    assert kept == [exs / "01_toy.ipynb"] and "my answer" in (exs / "01_toy.ipynb").read_text()
+    cli = subprocess.run([sys.executable, "-m", "recattn_lessons.exercises", "build",
+                          "--solutions", str(sols), "--exercises", str(exs)],
+                         capture_output=True, text=True)
+    assert cli.returncode == 0 and "kept your edited" in cli.stdout
+    assert "my answer" in (exs / "01_toy.ipynb").read_text()
+    nb = _toy()  # the solutions change: the committed answer still survives
+    nb.cells[0].source = nb.cells[0].source.replace("print(f)", "print(f, 1)")
+    nbformat.write(nb, str(sols / "01_toy.ipynb"))
+    build(sols, exs)
+    assert "my answer" in (exs / "01_toy.ipynb").read_text()
+
+
+def test_build_regenerates_an_untouched_stub_after_the_solutions_change(tmp_path):
+    sols, exs = tmp_path / "solutions", tmp_path / "exercises"
+    sols.mkdir()
+    nbformat.write(_toy(), str(sols / "01_toy.ipynb"))
+    build(sols, exs)
+    nb = _toy()
+    nb.cells[0].source = nb.cells[0].source.replace("print(f)", "print(f, 1)")
+    nbformat.write(nb, str(sols / "01_toy.ipynb"))
+    kept: list = []
+    assert build(sols, exs, kept=kept) == [exs / "01_toy.ipynb"] and kept == []
+    assert "print(f, 1)" in (exs / "01_toy.ipynb").read_text()
+
+
 def test_a_solved_clone_stays_green(tmp_path):
     """In a git clone, an answered exercise differs from the generator but the
     committed one does not: check() is clean; a committed drift is reported."""

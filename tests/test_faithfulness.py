@@ -114,3 +114,14 @@ def test_with_two_blocks_the_last_layer_stops_pointing_at_the_cause(one_thread):
     r = F.run_check(F.CheckConfig.quick(n_blocks=2), progress=False)
     assert r["attention_layer1_top1"] >= 3 * r["uniform_top1"], r
     assert r["attention_layer2_top1"] < r["attention_layer1_top1"] / 2, r
+
+
+def test_the_check_trains_and_explains_hstu_too(one_thread):
+    """Lesson 08 asks the same question of HSTU's pointwise attention."""
+    cfg = F.CheckConfig.quick(model="hstu", epochs=1, n_eval_users=100)
+    model = F.train_planted(cfg, make_planted(cfg.data), progress=False)
+    assert model.__class__.__name__ == "HSTU" and not model.training
+    assert next(model.parameters()).dtype == torch.float64
+    r = F.run_check(cfg, progress=False, model=model)
+    assert {"effect_hit1", "attention_top1", "occlusion_top1", "uniform_top1"} <= r.keys()
+    assert all(0.0 <= v <= 1.0 for k, v in r.items() if k.endswith("_top1") or k == "effect_hit1")

@@ -182,6 +182,9 @@ class _Simple(nn.Module):
             s = s.masked_fill(~mask[:, None, :], float("-inf"))
         w = torch.softmax(s, -1).nan_to_num(0.0)
         out = w @ input_seq
+        if self.defect == "naive":  # exp / sum exp: right until the scores are large
+            e = s.exp()
+            w = e / e.sum(-1, keepdim=True)
         if self.defect == "noise":  # sampling left on: tiny, but not deterministic
             out = out + 1e-8 * torch.randn_like(out)
         if self.defect == "rowsum":  # weights reported 0.5 % short of summing to 1
@@ -227,3 +230,140 @@ def test_each_check_stays_under_two_seconds():
         t0 = time.perf_counter()
         assert check(eid, fn).passed
         assert time.perf_counter() - t0 < 2.0
+
+
+def test_large_inputs_are_the_only_check_rejecting_a_naive_softmax(monkeypatch):
+    """exp(s) / exp(s).sum() is right on every ordinary input; only large ones overflow."""
+    res = check("bug_simple_attention", _variant("naive"))
+    assert not res.passed and "large inputs give NaN" in res.message, res.message
+    original = exercises_modules.module_properties
+
+    def without_large_inputs(make, batch, loss_of, *, large, **kw):
+        return original(make, batch, loss_of, large=lambda m: (m, batch(3)), **kw)
+
+    monkeypatch.setattr(exercises_modules, "module_properties", without_large_inputs)
+    assert check("bug_simple_attention", _variant("naive")).passed
+
+
+# --------------------------------------------------------------------------
+# a correct text classifier (exercise 10) and a multimodal recommender (12),
+# each with one optional defect that a single property check must catch
+# --------------------------------------------------------------------------
+def _text(defect=None, mix=1.0):
+    class Text(nn.Module):
+        def __init__(self, vocab_size, d_model, n_classes, pad_id=0):
+            super().__init__()
+            self.pad_id = pad_id
+            self.embed = nn.Embedding(vocab_size, d_model)
+            self.encode = nn.Sequential(nn.Linear(d_model, d_model), nn.Tanh())
+            self.query = nn.Parameter(torch.randn(d_model) / 4)
+            self.head = nn.Linear(d_model, n_classes)
+
+        def forward(self, tokens):
+            h = self.encode(self.embed(tokens))  # (B, L, D)
+            keep = tokens != self.pad_id
+            s = (h @ self.query / h.shape[-1] ** 0.5).masked_fill(~keep, float("-inf"))
+            w = torch.softmax(s, -1).nan_to_num(0.0)
+            if mix != 1.0:  # a near miss: almost mean pooling, (1 - mix) uniform + mix attention
+                uniform = keep.to(w.dtype) / keep.sum(-1, keepdim=True).clamp_min(1)
+                w = (1 - mix) * uniform + mix * w
+            logits = self.head((w[..., None] * h).sum(1))
+            if defect == "tiny":  # the logits scaled down 1000 times: it cannot learn
+                logits = logits * 1e-3
+            return logits, w
+    return Text
+
+
+def test_a_correct_text_classifier_passes():
+    res = check("text_attention_classifier", _text())
+    assert res.passed, res.message
+
+
+def test_overfitting_is_the_only_check_rejecting_a_model_that_cannot_learn(monkeypatch):
+    res = check("text_attention_classifier", _text("tiny"))
+    assert not res.passed and "training on one fixed batch" in res.message, res.message
+    monkeypatch.setattr(properties, "_overfit", lambda *a, **k: None)
+    assert check("text_attention_classifier", _text("tiny")).passed
+
+
+def test_uniform_tolerance_near_misses():
+    """``_uniform`` calls weights within 1e-6 of uniform mean pooling; 1e-5 off is attention."""
+    valid = torch.tensor([[True, True, True, False], [True, True, False, False]])
+    u = valid.double() / valid.sum(-1, keepdim=True)
+    bump = torch.tensor([[1.0, -1.0, 0.0, 0.0], [1.0, -1.0, 0.0, 0.0]], dtype=torch.float64)
+    assert exercises_modules._uniform(u + 1e-7 * bump, valid)
+    assert not exercises_modules._uniform(u + 1e-5 * bump, valid)
+
+
+def test_near_miss_attention_just_inside_the_uniform_tolerance_is_mean_pooling(monkeypatch):
+    outside = check("text_attention_classifier", _text(mix=1e-4))  # weights ~1e-5 off uniform
+    assert outside.passed, outside.message
+    inside = check("text_attention_classifier", _text(mix=1e-6))  # < 1e-6 off uniform
+    assert not inside.passed and "mean pooling" in inside.message, inside.message
+    monkeypatch.setattr(exercises_modules, "_content_matters", lambda *a, **k: None)
+    assert check("text_attention_classifier", _text(mix=1e-6)).passed
+
+
+def _multimodal(defect=None):
+    class Multimodal(nn.Module):
+        def __init__(self, d_text, d_image, d_model):
+            super().__init__()
+            self.text, self.image = nn.Linear(d_text, d_model), nn.Linear(d_image, d_model)
+            self.W_q = nn.Linear(d_model, d_model, bias=False)
+            self.W_k = nn.Linear(d_model, d_model, bias=False)
+
+        def forward(self, hist_text, hist_image, hist_mask, cand_text, cand_image):
+            h = self.text(hist_text) + self.image(hist_image)  # (B, L, D)
+            c = self.text(cand_text) + self.image(cand_image)  # (B, N, D)
+            s = self.W_q(c) @ self.W_k(h).transpose(1, 2) / h.shape[-1] ** 0.5  # (B, N, L)
+            keep = hist_mask[:, None, :].expand_as(s)
+            w = torch.softmax(s.masked_fill(~keep, float("-inf")), -1).nan_to_num(0.0)
+            user = w @ h  # (B, N, D)
+            if defect == "leak":  # a user profile averaged over every position, padding too
+                user = user + h.mean(1, keepdim=True)
+            return (user * c).sum(-1), w
+    return Multimodal
+
+
+def test_padding_invariance_is_the_only_check_rejecting_padding_leaking_into_scores(monkeypatch):
+    """The weights on padding stay 0, but a second path reads the padded features."""
+    assert check("multimodal_attention_recommender", _multimodal()).passed
+    res = check("multimodal_attention_recommender", _multimodal("leak"))
+    assert not res.passed and "padded history positions changed the scores" in res.message, \
+        res.message
+    monkeypatch.setattr(exercises_modules, "_padding_ignored", lambda *a, **k: None)
+    assert check("multimodal_attention_recommender", _multimodal("leak")).passed
+
+
+def test_a_timeout_passed_to_check_in_a_notebook_reaches_check(tmp_path):
+    """``make progress`` runs notebooks whose check cells may say timeout=..."""
+    import nbformat
+    from nbformat.v4 import new_code_cell, new_notebook
+
+    from recattn_lessons.grading.runner import execute_cells
+
+    cells = [new_code_cell("from recattn_lessons.grading import check\n"
+                           "from recattn_lessons.attention import softmax"),
+             new_code_cell("check('softmax', softmax, timeout=60)"),
+             new_code_cell("def spin(x, dim=-1):\n    while True:\n        pass"),
+             new_code_cell("check('softmax', spin, timeout=0.3)")]
+    nbformat.write(new_notebook(cells=cells), str(tmp_path / "01_t.ipynb"))
+    _, results, errors = execute_cells(tmp_path / "01_t.ipynb")
+    assert errors == [] and [r.passed for r in results] == [True, False]
+    assert "stopped after 0.3 s" in results[1].message
+
+
+def test_cuda_rng_is_restored_too():
+    if not torch.cuda.is_available():
+        import pytest
+
+        pytest.skip("no CUDA device")
+
+    def messy(x, dim=-1):
+        torch.manual_seed(99)  # reseeds every CUDA device as well
+        return A.softmax(x, dim)
+    torch.cuda.manual_seed_all(5)
+    before = torch.cuda.get_rng_state()
+    assert check("softmax", messy).passed
+    assert check("multi_head_attention", A.MultiHeadAttention).passed  # seeds inside build()
+    assert torch.equal(torch.cuda.get_rng_state(), before)

@@ -21,7 +21,7 @@ from torch import nn
 from mutant_catalogue import (
     Catalogue, assert_accepted, assert_accepted_under_no_grad, assert_rejected_and_named, case_ids,
 )
-from recattn_lessons.grading import EXERCISES, exercises_serving
+from recattn_lessons.grading import exercises_attention, exercises_bugs, exercises_recsys
 
 NEG = float("-inf")
 CAT = Catalogue()
@@ -29,10 +29,10 @@ WRONG, RIGHT, wrong, right = CAT.wrong, CAT.right, CAT.add_wrong, CAT.add_right
 
 
 def counts() -> dict[str, tuple[int, int]]:
-    """Function exercise id -> (wrong programs, correct programs) tried (modules and the
-    serving family: the sibling files test_grading_mutants_modules.py / _serving.py)."""
-    serving = {ex.id for ex in exercises_serving.EXERCISES}
-    return CAT.counts([e for e, ex in EXERCISES.items() if not ex.takes_class and e not in serving])
+    """Function exercise id -> (wrong programs, correct programs) tried (modules, the
+    serving and the generative families: the sibling files test_grading_mutants_*.py)."""
+    return CAT.counts([ex.id for mod in (exercises_attention, exercises_recsys, exercises_bugs)
+                       for ex in mod.EXERCISES if not ex.takes_class])
 
 
 # --------------------------------------------------------------------------
@@ -106,6 +106,14 @@ def _sdpa_inplace(q, k, v, mask=None):
 wrong(E, "dtype")(lambda q, k, v, mask=None: attn(q.double(), k.double(), v.double(), mask))
 
 
+@wrong(E, "returned None")
+def _sdpa_no_return(q, k, v, mask=None):  # computed, never returned
+    out, w = attn(q, k, v, mask)  # noqa: F841
+
+
+wrong(E, "got ndarray")(lambda q, k, v, mask=None: tuple(t.numpy() for t in attn(q, k, v, mask)))
+
+
 @right(E)
 def _sdpa_einsum(q, k, v, mask=None):
     s = torch.einsum("...qd,...kd->...qk", q, k) / q.shape[-1] ** 0.5
@@ -151,6 +159,13 @@ for kw, words in [({"invert": True}, "inverted"), ({"causal": "triu"}, "future")
                   ({"flip_side": True}, "wrong side"), ({"causal": "none"}, "causal part missing"),
                   ({"pad_on": "none"}, "padding part missing"), ({"as_int": True}, "boolean")]:
     wrong(E, words)(lambda lengths, L, side="left", kw=kw: masks(lengths, L, side, **kw))
+wrong(E, "squeeze")(lambda lengths, L, side="left": masks(lengths, L, side).squeeze())
+wrong(E, "got ndarray")(lambda lengths, L, side="left": masks(lengths, L, side).numpy())
+
+
+@wrong(E, "lacks a `return`")
+def _mask_no_return(lengths, L, side="left"):
+    mask = masks(lengths, L, side)  # noqa: F841
 right(E)(lambda lengths, L, side="left": masks(lengths, L, side))
 
 
@@ -236,9 +251,10 @@ E = "hit_rate_at_k"
 wrong(E, "rank <= k")(lambda r, k: (r <= k).float().mean().item())
 wrong(E, "rank + 1 < k")(lambda r, k: (r + 1 < k).float().mean().item())
 wrong(E, "count instead of mean")(lambda r, k: (r < k).sum().item())
-wrong(E, "expected")(lambda r, k: (r < k).float().mean().item() * len(r) / (len(r) + 1))
-wrong(E, "expected")(lambda r, k: (r < k - 1).float().mean().item())
-wrong(E, "expected")(lambda r, k: float((r < k).any()))
+wrong(E, "returned None")(lambda r, k: print((r < k).float().mean().item()))  # printed, not returned
+wrong(E, "len(ranks) + 1")(lambda r, k: (r < k).float().mean().item() * len(r) / (len(r) + 1))
+wrong(E, "rank < k - 1")(lambda r, k: (r < k - 1).float().mean().item())
+wrong(E, "any() instead of the mean")(lambda r, k: float((r < k).any()))
 right(E)(lambda r, k: (r < k).sum().item() / len(r))
 right(E)(lambda r, k: sum(int(x) < k for x in r) / len(r))
 right(E)(lambda r, k: (r.double() < k).double().mean())
@@ -431,6 +447,7 @@ wrong(E, "elementwise")(lambda Q, K, V: ((attn(Q, K, V)[1] * V).sum(1), attn(Q, 
 wrong(E, "wrong order")(lambda Q, K, V: attn(Q, K, V)[::-1])
 wrong(E, "dtype")(lambda Q, K, V: attn(Q.double(), K.double(), V.double()))
 wrong(E, "softmax over the wrong axis")(lambda Q, K, V: attn(Q, K, V, dim=-2))
+wrong(E, "squeeze")(lambda Q, K, V: tuple(t.squeeze() for t in attn(Q, K, V)))
 
 
 @wrong(E, "in place")

@@ -108,6 +108,10 @@ def text(bug=None, *, zero_query=False, bias=True, mlp_score=False):
             if bug == "dropout":
                 w = F.dropout(w, 0.5)
             logits = self.head((w[..., None] * h).sum(1))
+            if bug == "float64":  # "more precise" logits, not the dtype asked for
+                return logits.double(), w
+            if bug == "no_return":  # computed, never returned
+                return
             return (logits.softmax(-1) if bug == "probs" else logits), w
     return AttentionTextClassifier
 
@@ -115,7 +119,9 @@ def text(bug=None, *, zero_query=False, bias=True, mlp_score=False):
 E = "text_attention_classifier"
 WRONG[E] = [(text("meanpool"), "mean pooling"), (text("probs"), "probabilities"),
             (text("pad0"), "pad_id"), (text("big_negative"), "all-padding"),
-            (text("nomask"), "padded"), (text("unused"), "extra"), (text("dropout"), "eval mode")]
+            (text("nomask"), "padded"), (text("unused"), "extra"), (text("dropout"), "eval mode"),
+            (text("float64"), "logits should have dtype torch.float32"),
+            (text("no_return"), "forward returned None")]
 RIGHT[E] = [text(zero_query=True), text(bias=False), text(mlp_score=True), text()]
 
 
@@ -138,6 +144,8 @@ def patches(bug=None, *, unfold=False, zero_query=False):
         def forward(self, images):
             B, C, S, _ = images.shape
             p, n = self.p, self.n
+            if bug == "inplace":  # normalise the caller's images in place
+                images.sub_(images.mean())
             if bug == "reshape":
                 x = images.reshape(B, n * n, C * p * p)  # no permute: scrambled pixels
             elif unfold:
@@ -150,6 +158,10 @@ def patches(bug=None, *, unfold=False, zero_query=False):
             else:
                 w = torch.softmax(z @ self.query / math.sqrt(z.shape[-1]), -1)
             out = self.head((w[..., None] * z).sum(1))
+            if bug == "probs":
+                return out.softmax(-1), w
+            if bug == "float64":
+                return out.double(), w.double()
             return (out.squeeze(), w.squeeze()) if bug == "squeeze" else (out, w)
     return PatchAttentionClassifier
 
@@ -157,7 +169,8 @@ def patches(bug=None, *, unfold=False, zero_query=False):
 E = "patch_attention_classifier"
 WRONG[E] = [(patches("reshape"), "permut"), (patches("count"), "N = (S / p)^2"),
             (patches("no_valueerror"), "ValueError"), (patches("meanpool"), "identical patch weights"),
-            (patches("squeeze"), "batch size 1")]
+            (patches("squeeze"), "batch size 1"), (patches("probs"), "probabilities"),
+            (patches("float64"), "dtype torch.float32"), (patches("inplace"), "input `images` in place")]
 
 
 def _patch_dropout():
@@ -210,6 +223,8 @@ def mm(bug=None, *, fusion="sum", bias=True):
             return self.text(t) + self.image(i)
 
         def forward(self, hist_text, hist_image, hist_mask, cand_text, cand_image):
+            if bug == "inplace":  # rescales the caller's features
+                hist_text.mul_(0.5)
             h, c = self.item(hist_text, hist_image, "h"), self.item(cand_text, cand_image, "c")
             if bug == "mix":  # candidates attend to each other first
                 c = c + torch.softmax(c @ c.transpose(1, 2), -1) @ c
@@ -225,6 +240,8 @@ def mm(bug=None, *, fusion="sum", bias=True):
             else:
                 w = masked_softmax(s, torch.ones_like(keep) if bug == "nomask" else keep)
             scores = ((w @ h) * c).sum(-1)
+            if bug == "float64":
+                return scores.double(), w
             return (scores.squeeze(), w.squeeze()) if bug == "squeeze" else (scores, w)
     return MultimodalAttentionRecommender
 
@@ -233,7 +250,8 @@ E = "multimodal_attention_recommender"
 WRONG[E] = [(mm("mix"), "other candidates"), (mm("no_hist_image"), "history image"),
             (mm("no_cand_text"), "candidate text"), (mm("meanpool"), "uniform"),
             (mm("user_query"), "same history weights"), (mm("nomask"), "padded"),
-            (mm("squeeze"), "squeeze")]
+            (mm("squeeze"), "squeeze"), (mm("inplace"), "input `hist_text` in place"),
+            (mm("float64"), "scores should have dtype torch.float32")]
 RIGHT[E] = [mm(fusion="gate"), mm(fusion="concat"), mm(bias=False), mm()]
 
 

@@ -316,3 +316,57 @@ def test_float64_end_to_end():
         out.backward()
         assert all(p.grad is None or p.grad.dtype == torch.float64 for p in m.parameters())
         assert m.blocks[0].f1.weight.grad.abs().sum() > 0
+
+
+# ---------------------------------------------------------------- added by mutation testing
+
+def test_time_buckets_use_the_absolute_gap_and_clamp_into_the_last_bucket():
+    """floor(log(max(|dt|, 1)) / 0.301), capped at n_buckets (Meta's clamp), symmetric in i, j."""
+    from recattn_lessons.models.hstu import time_buckets
+
+    ts = torch.tensor([[0, 1, 3, 100, 10 ** 6]])
+    got = time_buckets(ts, 4)
+    assert got.shape == (1, 5, 5)
+    for i in range(5):
+        for j in range(5):
+            dt = max(abs(int(ts[0, i]) - int(ts[0, j])), 1)
+            assert int(got[0, i, j]) == min(int(math.log(dt) / 0.301), 4), (i, j)
+    assert int(got.max()) == 4 and torch.equal(got, got.transpose(1, 2))
+
+
+def test_few_time_buckets_and_unsorted_timestamps_equal_the_per_pair_loop():
+    """Gaps past the last bucket share it, and an earlier time at a later position
+    (clock skew, merged logs) still counts by |t_i - t_j|."""
+    m = make(n_time_buckets=4)
+    ts = TS[:, torch.randperm(L, generator=torch.Generator().manual_seed(5))]  # not chronological
+    with torch.no_grad():
+        for t in (TS, ts):
+            H, attn = m(X, return_attention=True, timestamps=t)
+            ref, ref_w = slow_hstu(m, X, t)
+            torch.testing.assert_close(H, ref, atol=1e-12, rtol=0)
+            for w, rw in zip(attn, ref_w):
+                torch.testing.assert_close(w, rw, atol=1e-12, rtol=0)
+
+
+def test_dropout_acts_on_the_embeddings_and_on_ln_av_times_u_before_f2():
+    """Train mode, p = 0.5: about half the entries reaching block 0 and each f2 are
+    exactly 0 on real positions; A V itself (the LayerNorm's input) is never dropped."""
+    m = make(dropout=0.5).train()
+    seen = {}
+
+    def keep(name):
+        return lambda mod, args: seen.__setitem__(name, args[0][X != 0].detach())
+
+    m.blocks[0].ln_in.register_forward_pre_hook(keep("block input"))
+    for n, blk in enumerate(m.blocks):
+        blk.f2.register_forward_pre_hook(keep(f"f2 input {n}"))
+        blk.ln_attn.register_forward_pre_hook(keep(f"av {n}"))
+    torch.manual_seed(0)
+    m(X)
+    assert len(seen) == 1 + 2 * len(m.blocks)
+    for name, t in seen.items():
+        zeros = float((t == 0).double().mean())
+        if name.startswith("av"):
+            assert zeros == 0, name
+        else:
+            assert 0.3 < zeros < 0.7, (name, zeros)

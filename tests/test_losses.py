@@ -238,3 +238,19 @@ def test_losses_follow_the_input_dtype():
         assert sampled_softmax_loss(h, Y, e, neg, logq=-math.log(N)).dtype == dtype
         assert sampled_softmax_loss(h, Y, e, neg, logq=torch.full((4,), -4.0, dtype=torch.float64)).dtype == dtype
         assert gbce_loss(h, Y, e, neg, beta=0.5).dtype == dtype
+
+
+# ---------------------------------------------------------------- added by mutation testing
+
+def test_bfloat16_inputs_give_float32_losses_close_to_float64():
+    """Under autocast the logits are bf16: both losses reduce in float32 (7 bits of
+    mantissa are too few for a logsumexp over 1 + K logits)."""
+    E, H, Y = problem(B=2, L=3)
+    neg = torch.randint(1, N + 1, (2, 3, 50), generator=torch.Generator().manual_seed(0))
+    e, h = E.bfloat16(), H.bfloat16()
+    for fn in (lambda a, b: sampled_softmax_loss(a, Y, b, neg, logq=-math.log(N)),
+               lambda a, b: gbce_loss(a, Y, b, neg, beta=0.5)):
+        got = fn(h, e)
+        assert got.dtype == torch.float32
+        ref = fn(h.double(), e.double())  # the same rounded inputs, exact arithmetic
+        assert abs(float(got) - float(ref)) < 0.01 * abs(float(ref))

@@ -91,3 +91,31 @@ def test_every_measurement_at_toy_size_and_the_markdown(tiny_run, tmp_path):
     md.write_text("# Benchmarks\n")
     sc.main(["--render-only", "--out", str(out), "--markdown", str(md)])
     assert md.read_text() == sc.splice("# Benchmarks\n", text)
+
+
+def kv_row(length, speedup, forward_speedup, append_top_ms=1.0, append_ms=0.4):
+    return {"length": length, "speedup": speedup, "forward_speedup": forward_speedup,
+            "append_top_ms": append_top_ms, "append_ms": append_ms}
+
+
+def test_kv_goal_states_the_shortfall_from_the_numbers():
+    rows = [kv_row(50, 1.3, 1.8), kv_row(200, 2.1957, 3.406, 0.877, 0.349), kv_row(1000, 10.66, 26.4)]
+    from serving_cost_report import kv_goal
+
+    text = kv_goal(rows, 9066)
+    assert "at least 3x faster than recompute + top-10 at L = 200" in text
+    assert "**Not met**: measured 2.2x" in text and "3.41x" in text and "at L = 1,000: 10.7x" in text
+    assert "all 9,066 movies" in text and "cache cannot remove" in text
+    assert "0.528 ms, 60% of the cached request" in text
+    met = kv_goal([kv_row(200, 3.5, 5.0)], 9066)
+    assert "Met: measured 3.5x" in met and "Not met" not in met and "L = 1,000" not in met
+    assert "Not measured in this run" in kv_goal([kv_row(50, 1.3, 1.8)], 9066)
+
+
+def test_committed_serving_result_renders_its_shortfall():
+    result = json.loads((BENCH / "results" / "serving-cost-cpu.json").read_text())
+    text = sc.markdown(result)
+    (row,) = [x for x in result["kv_cache"] if x["length"] == 200]
+    assert row["speedup"] < 3
+    assert f"**Not met**: measured {row['speedup']:.2g}x" in text and "all 9,066 movies" in text
+    assert text.index("**Issue 9's target**") < text.index("### Exact vs approximate")

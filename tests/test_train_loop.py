@@ -26,10 +26,11 @@ from torch import nn
 
 from recattn_lessons import models
 from recattn_lessons.data import Interactions, leave_one_out
+from recattn_lessons.data.batching import Windows, train_subset
 from recattn_lessons.data.splits import Split
 from recattn_lessons.models.base import SequentialRecommender, gather_candidates
 from recattn_lessons.train import TrainConfig, eval_negatives, evaluate, run
-from recattn_lessons.train import loop
+from recattn_lessons.train import compiling, loop
 from recattn_lessons.train.checkpoint import load_checkpoint
 
 N_ITEMS = 24
@@ -353,3 +354,94 @@ def test_evaluation_keeps_float64_scores(data):
     ranks = evaluate_ranks(AlmostTied(), split, "test", maxlen=4, negatives=negs)
     assert ranks["full"].tolist() == [0] * split.n_users
     assert ranks["sampled100"].tolist() == [0] * split.n_users
+
+
+def _windows_of(n_users: int, per_user: int) -> Windows:
+    users = torch.arange(n_users).repeat_interleave(per_user)  # (N,)
+    inputs = torch.arange(len(users))[:, None].repeat(1, 3)  # (N, 3) row i holds i
+    return Windows(inputs, inputs + 1, users)
+
+
+@pytest.mark.parametrize("fraction, n_kept", [(0.25, 3), (0.5, 5), (0.01, 1), (1.0, 10)])
+def test_train_subset_keeps_every_window_of_a_share_of_the_users(fraction, n_kept):
+    w = train_subset(_windows_of(10, 4), 10, fraction, seed=3)
+    users = w.users.unique()
+    assert len(users) == n_kept and len(w) == 4 * n_kept  # ceil(fraction * 10) users, all windows
+    torch.testing.assert_close(w.inputs[:, 0], torch.nonzero(torch.isin(
+        torch.arange(10).repeat_interleave(4), users)).flatten())  # rows kept whole, in order
+    torch.testing.assert_close(w.targets, w.inputs + 1)
+
+
+def test_train_subsets_are_nested_for_one_seed_and_differ_between_seeds():
+    w = _windows_of(40, 2)
+    small, large = (set(train_subset(w, 40, f, seed=0).users.tolist()) for f in (0.25, 0.5))
+    assert small < large
+    other = set(train_subset(w, 40, 0.25, seed=1).users.tolist())
+    assert other != small
+
+
+def test_train_fraction_shrinks_training_only(peak, data, monkeypatch):
+    trained, evaluated = [], []
+    real_batches, real_eval = loop.iterate_batches, loop.evaluate
+    monkeypatch.setattr(loop, "iterate_batches",
+                        lambda w, *a, **k: trained.append(len(w)) or real_batches(w, *a, **k))
+    monkeypatch.setattr(loop, "evaluate",
+                        lambda m, split, stage, **k: evaluated.append((stage, split.n_users))
+                        or real_eval(m, split, stage, **k))
+    run(cfg(epochs=1), data=data)
+    run(cfg(epochs=1, train_fraction=0.4), data=data)
+    assert trained == [5, 2]  # one window per user; ceil(0.4 * 5) = 2 users trained on
+    assert {n for _, n in evaluated} == {5}  # every user is still evaluated
+    assert [s for s, _ in evaluated].count("test") == 2
+
+
+@pytest.mark.parametrize("bad", [0.0, -0.5, 1.5])
+def test_train_fraction_outside_zero_one_is_refused(bad):
+    with pytest.raises(ValueError, match="train_fraction must lie in"):
+        TrainConfig(train_fraction=bad)
+
+
+def test_compile_is_automatic_only_on_cuda_with_triton_and_never_under_ddp(monkeypatch):
+    import torch.utils._triton as triton
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    monkeypatch.setattr(triton, "has_triton", lambda: True)
+    assert compiling.use_compile("auto", cuda, False) and not compiling.use_compile("auto", cpu, False)
+    assert not compiling.use_compile("auto", cuda, True) and not compiling.use_compile("on", cpu, True)
+    assert compiling.use_compile("on", cpu, False) and not compiling.use_compile("off", cuda, False)
+    monkeypatch.setattr(triton, "has_triton", lambda: False)
+    assert not compiling.use_compile("auto", cuda, False)
+    with pytest.raises(ValueError, match="compile must be auto, on or off"):
+        TrainConfig(compile="yes")
+
+
+def test_compiled_loss_trains_through_torch_compile_and_matches_eager(data, monkeypatch):
+    calls = []
+
+    def fake_compile(fn, **kw):  # torch.compile's contract: a callable equal to fn
+        calls.append(kw)
+        return lambda batch: fn(batch)
+
+    monkeypatch.setattr(torch, "compile", fake_compile)
+    kw = dict(model="sasrec", maxlen=4, d_model=8, n_blocks=1, epochs=2, min_epochs=2, lr=1e-2,
+              dropout=0.0, progress=False, device="cpu", amp="off", dtype="float64", n_sampled=5)
+    on = run(TrainConfig(compile="on", **kw), data=data)
+    off = run(TrainConfig(compile="off", **kw), data=data)
+    assert calls == [{"dynamic": True}] and on.metrics["compiled"] and not off.metrics["compiled"]
+    assert [e["loss"] for e in on.history] == [e["loss"] for e in off.history]
+
+
+def test_a_failing_compile_falls_back_to_eager_with_one_message(data, monkeypatch, capsys):
+    def broken(batch):
+        raise RuntimeError("no C++ compiler found\nlong trace")
+
+    monkeypatch.setattr(torch, "compile", lambda fn, **kw: broken)
+    kw = dict(model="sasrec", maxlen=4, d_model=8, n_blocks=1, epochs=2, min_epochs=2, lr=1e-2,
+              dropout=0.0, device="cpu", amp="off", dtype="float64", n_sampled=5)
+    fell_back = run(TrainConfig(compile="on", progress=True, **kw), data=data)
+    eager = run(TrainConfig(compile="off", progress=False, **kw), data=data)
+    assert [e["loss"] for e in fell_back.history] == [e["loss"] for e in eager.history]
+    err = capsys.readouterr()
+    text = err.out + err.err
+    assert text.count("torch.compile failed (RuntimeError: no C++ compiler found)") == 1
+    assert "--compile off" in text and "long trace" not in text

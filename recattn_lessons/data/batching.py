@@ -20,13 +20,15 @@ seen, by vectorized rejection sampling with an explicit generator.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Iterator
 
 import torch
 from torch import Tensor
 
-__all__ = ["Windows", "Batch", "sliding_windows", "SeenIndex", "sample_negatives", "iterate_batches"]
+__all__ = ["Windows", "Batch", "sliding_windows", "train_subset", "SeenIndex", "sample_negatives",
+           "iterate_batches"]
 
 
 @dataclass(frozen=True)
@@ -167,3 +169,19 @@ def iterate_batches(windows: Windows, batch_size: int, generator: torch.Generato
         users = windows.users[rows]
         neg = sample_negatives(seen, users, (L, n_negatives), generator) if n_negatives else None
         yield Batch(windows.inputs[rows], windows.targets[rows], users, neg)
+
+
+def train_subset(windows: Windows, n_users: int, fraction: float, seed: int) -> Windows:
+    """The windows of ``ceil(fraction * n_users)`` users drawn at random (scaling, lesson 08).
+
+    The users are the first ones of a seeded permutation, so for one seed a
+    smaller fraction's users are a subset of a larger one's. Only training
+    shrinks: validation and test still cover every user.
+    """
+    if fraction >= 1.0:
+        return windows
+    order = torch.randperm(n_users, generator=torch.Generator().manual_seed(seed))  # (U,)
+    chosen = torch.zeros(n_users, dtype=torch.bool)
+    chosen[order[:math.ceil(fraction * n_users)]] = True
+    keep = chosen[windows.users]  # (N,)
+    return Windows(windows.inputs[keep], windows.targets[keep], windows.users[keep])

@@ -13,8 +13,9 @@ SOLUTION -->``, invisible when rendered). ``build`` writes
 ``NotImplementedError`` (or a "write your answer here" line), outputs and
 execution counts stripped, and cells tagged ``solution-only`` dropped.
 ``build`` never overwrites an exercise notebook that a learner has edited
-(one that matches neither the generator's output, the hash recorded in
-``exercises/.generated.json`` at the last build, nor the committed version);
+(one that matches neither the generator's output nor the hash recorded in
+``exercises/.generated.json`` at the last build, i.e. anything the generator
+did not write itself: answers a learner committed with git are kept too);
 ``--force`` does. ``check`` reports exercises that are missing, stale or
 committed out of sync, and treats a learner's answers as fine.
 """
@@ -139,15 +140,15 @@ def answered(text: str, want: str) -> bool:
 def edited_by_learner(dst: Path, want: str, recorded: str | None) -> bool:
     """True when ``dst`` holds work that regenerating would lose.
 
-    A file is *not* edited when it equals what the generator writes now, what it
-    wrote last (the hash in ``exercises/.generated.json``) or what git has committed.
+    A file is *not* edited only when it is generator output: equal to what the
+    generator writes now, or to what it wrote last (the hash in
+    ``exercises/.generated.json``). Equal to the committed version is not enough:
+    a learner may have committed their answers (issue 13).
     """
     if not dst.exists():
         return False
     text = dst.read_text(encoding="utf-8")
-    if text == want or (recorded is not None and _sha(text) == recorded):
-        return False
-    return text != committed(dst)
+    return not (text == want or (recorded is not None and _sha(text) == recorded))
 
 
 def build(solutions: str | Path = "solutions", exercises: str | Path = "exercises",

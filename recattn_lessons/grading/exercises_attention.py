@@ -185,6 +185,8 @@ def _check_masks(fn) -> str:
              {"side": "right"}),
         Case("lengths [6, 4, 1, 0], L = 6, side='left'", (torch.tensor([6, 4, 1, 0]), 6),
              {"side": "left"}),
+        Case("a batch of 1: lengths [2], L = 3, side='right'", (torch.tensor([2]), 3),
+             {"side": "right"}),
     ]
     run_cases(fn, cases, _both, _MASK_MISTAKES, ("mask",),
               "fn(lengths, L, side='left') -> (B, L, L) bool")

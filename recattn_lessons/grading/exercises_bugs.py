@@ -85,7 +85,9 @@ def _check_keras(fn) -> str:
     cases = [Case("the source's Q, K, V (3 x 3)", (Q, K, Q.clone())),
              Case("Q (2, 4, 8), K (2, 6, 8), V (2, 6, 3)", (r(2, 4, 8), r(2, 6, 8), r(2, 6, 3))),
              Case("float32 Q (5, 16), K (7, 16), V (7, 2)",
-                  tuple(t.float() for t in (r(5, 16), r(7, 16), r(7, 2))))]
+                  tuple(t.float() for t in (r(5, 16), r(7, 16), r(7, 2)))),
+             Case("a batch of 1: Q (1, 4, 8), K (1, 6, 8), V (1, 6, 3)",
+                  (r(1, 4, 8), r(1, 6, 8), r(1, 6, 3)))]
     run_cases(fn, cases, ref.scaled_dot_product_attention, _KERAS_MISTAKES,
               ("context", "weights"), "fn(Q, K, V) -> (context, weights)")
     return "softmax(Q K^T / sqrt(d_k)) and its mix of V, as the article's formula says."

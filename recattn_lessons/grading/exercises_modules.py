@@ -17,6 +17,7 @@ from recattn_lessons import attention as ref
 from recattn_lessons.grading import mistakes as M
 from recattn_lessons.grading.core import (Case, CheckFailure, Exercise, Mistake, is_stub,
                                           learner_error, run_cases)
+from recattn_lessons.grading.guard import rng_devices
 from recattn_lessons.grading.properties import (build, call, call_eval, module_properties,
                                                 same, scaled_copy, weights_ok)
 
@@ -25,6 +26,31 @@ __all__ = ["EXERCISES"]
 
 def _gen(seed: int) -> torch.Generator:
     return torch.Generator().manual_seed(seed)
+
+
+# forward's arguments, named in the messages (e.g. an input modified in place)
+_MHA_ARGS = ("query", "key", "value", "mask")
+_TEXT_ARGS = ("tokens",)
+_PATCH_ARGS = ("images",)
+_MM_ARGS = ("hist_text", "hist_image", "hist_mask", "cand_text", "cand_image")
+_SIMPLE_ARGS = ("input_seq", "query_seq", "mask")
+
+
+def _dtype_ok(out, dtype: torch.dtype, what: str, names=("logits", "weights")) -> None:
+    """Every floating output has ``dtype`` (the inputs' / the model's), e.g. not float64."""
+    for t, n in zip(out if isinstance(out, (tuple, list)) else (out,), names):
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and t.dtype != dtype:
+            raise CheckFailure(f"{what}: {n} should have dtype {dtype} (like the inputs and "
+                               f"the parameters), got {t.dtype}; avoid .double() or tensors "
+                               f"created with dtype=torch.float64 inside forward")
+
+
+def _not_probabilities(logits: torch.Tensor, what: str) -> None:
+    """Rows >= 0 that sum to 1 are probabilities: the task asks for logits."""
+    if (logits >= 0).all() and same(logits.sum(-1), torch.ones_like(logits[..., 0]), 1e-5):
+        raise CheckFailure(f"with {what}: every output row is >= 0 and sums to 1: you "
+                           f"return probabilities; return the logits (no softmax at the "
+                           f"end: cross_entropy applies log_softmax itself)")
 
 
 # --------------------------------------------------------------------------
@@ -93,7 +119,8 @@ def _check_mha(cls) -> str:
                   "forward(query, key, value, mask=None) -> (output, weights)")
     module_properties(lambda: build(cls, D, H), lambda B: (torch.randn(B, 5, D, generator=g),) * 3,
                       lambda out, inp: F.mse_loss(out[0], inp[0].flip(1)),
-                      large=lambda m: (m, (torch.randn(2, 5, D, generator=g) * 1e3,) * 3))
+                      large=lambda m: (m, (torch.randn(2, 5, D, generator=g) * 1e3,) * 3),
+                      names=_MHA_ARGS)
     return "Equal to multi-head attention computed with your layers; trains, any batch size, stable."
 
 
@@ -103,7 +130,7 @@ def _perturbed(model: nn.Module, seed: int = 5) -> nn.Module:
     import copy
 
     noisy = copy.deepcopy(model)
-    with torch.random.fork_rng(devices=[]), torch.no_grad():
+    with torch.random.fork_rng(devices=rng_devices()), torch.no_grad():
         torch.manual_seed(seed)
         for p in noisy.parameters():
             p.add_(torch.randn_like(p) * 0.5)
@@ -117,10 +144,10 @@ def _uniform(w: torch.Tensor, valid: torch.Tensor) -> bool:
     return bool(((w - want).abs() < 1e-6).all())
 
 
-def _content_matters(model, inputs, weights_of, valid, what) -> None:
+def _content_matters(model, inputs, weights_of, valid, what, names=()) -> None:
     """The attention weights must depend on the content (not mean pooling)."""
     for m in (model, _perturbed(model)):
-        if not _uniform(weights_of(call(m, inputs, what)), valid):
+        if not _uniform(weights_of(call(m, inputs, what, names)), valid):
             return
     raise CheckFailure(f"{what}: the weights are uniform over the real positions whatever "
                        f"the content, even with random parameters: that is mean pooling, "
@@ -146,22 +173,22 @@ def _text_geometry(cls, g, V, D, C, pad, L) -> None:
     tok = tok.masked_fill(~ref.padding_mask(lengths, L), pad)  # right padding
     where = f"vocab {V}, d_model {D}, {C} classes, pad_id={pad}"
     with torch.no_grad():
-        logits, w = call_eval(model, (tok,), f"tokens (4, {L}), {where}")
+        logits, w = call_eval(model, (tok,), f"tokens (4, {L}), {where}", _TEXT_ARGS)
         if tuple(logits.shape) != (4, C) or tuple(w.shape) != (4, L):
             raise CheckFailure(f"with {where}: expected logits (4, {C}) and weights (4, {L}), "
                                f"got {tuple(logits.shape)} and {tuple(w.shape)}")
+        _dtype_ok((logits, w), next(model.parameters(), torch.empty(0)).dtype,
+                  f"tokens with {where}")
         weights_ok(w, tok != pad, f"tokens with {where}" + (
             " (use the pad_id argument, not a hard-coded 0)" if pad != 0 else ""))
-        if (logits >= 0).all() and same(logits.sum(-1), torch.ones(4), 1e-5):
-            raise CheckFailure(f"with {where}: every output row is >= 0 and sums to 1: you "
-                               f"return probabilities; return the logits (no softmax at the "
-                               f"end: cross_entropy applies log_softmax itself)")
-        longer, _ = call(model, (F.pad(tok, (0, 5), value=pad),), f"5 extra pad tokens ({where})")
+        _not_probabilities(logits, where)
+        longer, _ = call(model, (F.pad(tok, (0, 5), value=pad),), f"5 extra pad tokens ({where})",
+                         _TEXT_ARGS)
         if not same(longer, logits):
             raise CheckFailure(f"with {where}: appending pad tokens changed the logits: "
                                f"padding must be masked out of the attention")
         empty, we = call(model, (torch.full((2, 6), pad, dtype=torch.long),),
-                         f"an all-padding input ({where})")
+                         f"an all-padding input ({where})", _TEXT_ARGS)
         if not torch.isfinite(empty).all():
             raise CheckFailure("an all-padding sequence gives NaN logits; give it zero weights")
         if (we.abs() > 1e-6).any():
@@ -171,7 +198,7 @@ def _text_geometry(cls, g, V, D, C, pad, L) -> None:
         full = tok[:, :3].clone()
         full[full == pad] = (pad + 2) % V
         _content_matters(model, (full,), lambda out: out[1], full != pad,
-                         f"tokens without padding ({where})")
+                         f"tokens without padding ({where})", _TEXT_ARGS)
 
 
 def _check_text(cls) -> str:
@@ -181,7 +208,7 @@ def _check_text(cls) -> str:
     _text_geometry(cls, g, 30, 8, 3, 3, 7)
     module_properties(make, lambda B: _tokens(B, g),
                       lambda out, inp: F.cross_entropy(out[0], (inp[0] == 5).any(1).long()),
-                      large=lambda m: (scaled_copy(m, 30.0), _tokens(3, g)))
+                      large=lambda m: (scaled_copy(m, 30.0), _tokens(3, g)), names=_TEXT_ARGS)
     return ("Pads are ignored for any pad_id, weights depend on the tokens and sum to 1, "
             "logits (not probabilities) come out, and the classifier trains.")
 
@@ -195,7 +222,7 @@ def _one_patch_changes_one_weight(model, img, S, P, what) -> None:
     r, c = n - 1, n // 2  # a block away from the first rows
     img2 = img.clone()
     img2[:, :, r * P:(r + 1) * P, c * P:(c + 1) * P] += 3.0
-    w1, w2 = call(model, (img,), what)[1], call(model, (img2,), what)[1]
+    w1, w2 = call(model, (img,), what, _PATCH_ARGS)[1], call(model, (img2,), what, _PATCH_ARGS)[1]
     if bool((w1 <= 0).any()) or bool((w2 <= 0).any()):
         return  # a zero weight (hard attention?): the log-ratio test does not apply
     shift = w2.double().log() - w1.double().log()  # (B, N): equal for untouched patches
@@ -234,12 +261,14 @@ def _check_patches(cls) -> str:
                       n_classes=K).eval()
         img = torch.randn(4, C, S, S, generator=g)
         with torch.no_grad():
-            logits, w = call_eval(model, (img,), what)
+            logits, w = call_eval(model, (img,), what, _PATCH_ARGS)
             if tuple(logits.shape) != (4, K) or tuple(w.shape) != (4, N):
                 raise CheckFailure(f"{what}: expected logits (4, {K}) and weights (4, {N}) "
                                    f"(one weight per {P}x{P} patch: N = (S / p)^2 = {N}), got "
                                    f"{tuple(logits.shape)} and {tuple(w.shape)}")
+            _dtype_ok((logits, w), img.dtype, what)
             weights_ok(w, torch.ones_like(w, dtype=torch.bool), what)
+            _not_probabilities(logits, what)
             if same(w[0], w[1], 1e-7) and same(_perturbed(model)(img)[1][0],
                                                _perturbed(model)(img)[1][1], 1e-7):
                 raise CheckFailure("two different images get identical patch weights: the "
@@ -249,7 +278,7 @@ def _check_patches(cls) -> str:
     imgs = torch.randn(16, 1, 8, 8, generator=g)
     module_properties(make, lambda B: (imgs[:B],),
                       lambda out, inp: F.cross_entropy(out[0], labels[:out[0].shape[0]]),
-                      large=lambda m: (m, (imgs[:3] * 1e4,)))
+                      large=lambda m: (m, (imgs[:3] * 1e4,)), names=_PATCH_ARGS)
     return ("One weight per patch at every geometry, each patch scored from its own pixels; "
             "trains and stays finite.")
 
@@ -272,7 +301,7 @@ def _mm_interventions(model, x, s, w, m) -> None:
     ct2, ci2 = ct.clone(), ci.clone()
     ct2[:, 1] = torch.randn(ct2[:, 1].shape, generator=g)
     ci2[:, 1] = torch.randn(ci2[:, 1].shape, generator=g)
-    s2 = call(model, (ht, hi, m, ct2, ci2), "one candidate changed")[0]
+    s2 = call(model, (ht, hi, m, ct2, ci2), "one candidate changed", _MM_ARGS)[0]
     others = [0, 2, 3]
     if not same(s2[:, others], s[:, others]):
         raise CheckFailure("changing candidate 1's features changed the scores of the other "
@@ -287,18 +316,28 @@ def _mm_interventions(model, x, s, w, m) -> None:
         y = list(x)
         noise = torch.randn(x[i].shape, generator=g)
         y[i] = x[i] + (noise * real if i < 2 else noise)
-        if same(call(model, tuple(y), name)[0], s):
+        if same(call(model, tuple(y), name, _MM_ARGS)[0], s):
             raise CheckFailure(f"the {name} features do not affect the scores: every "
                                f"modality of history and candidates must count")
     valid = m[:, None, :].expand_as(w)
-    _content_matters(model, x, lambda out: out[1], valid, "history weights")
+    _content_matters(model, x, lambda out: out[1], valid, "history weights", _MM_ARGS)
     for mod in (model, _perturbed(model)):
-        wv = call(mod, x, "weights per candidate")[1]
+        wv = call(mod, x, "weights per candidate", _MM_ARGS)[1]
         if not same(wv[:, 0], wv[:, 1], 1e-6):
             return
     raise CheckFailure("every candidate gets the same history weights: the weights must "
                        "depend on the candidate (target attention: the candidate is the "
                        "query)")
+
+
+def _padding_ignored(model, x, s) -> None:
+    """Features at padded history positions must not change any score."""
+    ht, hi, m, ct, ci = x
+    noisy = (ht.masked_fill(~m[..., None], 99.0), hi.masked_fill(~m[..., None], -99.0))
+    if not same(call(model, (*noisy, m, ct, ci), "padding", _MM_ARGS)[0], s):
+        raise CheckFailure("changing the features at padded history positions "
+                           "changed the scores: mask the padding (every use of the history, "
+                           "not only the attention weights, must ignore padded positions)")
 
 
 def _check_multimodal(cls) -> str:
@@ -307,19 +346,17 @@ def _check_multimodal(cls) -> str:
     model = make().eval()
     ht, hi, m, ct, ci = x = _mm_batch(3, g)
     with torch.no_grad():
-        s, w = call_eval(model, x, "a batch of 3 users, 5 history items, 4 candidates")
+        s, w = call_eval(model, x, "a batch of 3 users, 5 history items, 4 candidates", _MM_ARGS)
         if tuple(s.shape) != (3, 4) or tuple(w.shape) != (3, 4, 5):
             raise CheckFailure(f"expected scores (3, 4) and weights (3, 4, 5), got "
                                f"{tuple(s.shape)} and {tuple(w.shape)}")
+        _dtype_ok((s, w), ht.dtype, "a batch of 3 users", ("scores", "weights"))
         weights_ok(w, m[:, None, :], "history weights")
-        noisy = (ht.masked_fill(~m[..., None], 99.0), hi.masked_fill(~m[..., None], -99.0))
-        if not same(call(model, (*noisy, m, ct, ci), "padding")[0], s):
-            raise CheckFailure("changing the features at padded history positions "
-                               "changed the scores: mask the padding")
+        _padding_ignored(model, x, s)
         _mm_interventions(model, x, s, w, m)
         one = tuple(t[:1, :1] if i != 2 else torch.ones(1, 1, dtype=torch.bool)
                     for i, t in enumerate(_mm_batch(1, g)))
-        s1, w1 = call(model, one, "one user, one history item, one candidate")
+        s1, w1 = call(model, one, "one user, one history item, one candidate", _MM_ARGS)
         if tuple(s1.shape) != (1, 1) or tuple(w1.shape) != (1, 1, 1):
             raise CheckFailure(f"with one user, one history item and one candidate expected "
                                f"scores (1, 1) and weights (1, 1, 1), got {tuple(s1.shape)} "
@@ -330,7 +367,7 @@ def _check_multimodal(cls) -> str:
                       lambda out, inp: F.binary_cross_entropy_with_logits(
                           out[0], labels[:out[0].shape[0]]),
                       large=lambda mod: (mod, tuple(t * 1e3 if t.is_floating_point() else t
-                                                    for t in _mm_batch(3, g))))
+                                                    for t in _mm_batch(3, g))), names=_MM_ARGS)
     return ("Every modality counts, padding is masked, each candidate is scored on its own "
             "with weights that depend on it; it trains.")
 
@@ -353,7 +390,8 @@ def _check_simple(cls) -> str:
     inp, qry = torch.randn(2, 6, 8, generator=g), torch.randn(2, 3, 8, generator=g)
     mask = ref.padding_mask(torch.tensor([6, 4]), 6)
     with torch.no_grad():
-        out, w = call_eval(model, (inp, qry, mask), "input_seq (2, 6, 8), query_seq (2, 3, 8)")
+        out, w = call_eval(model, (inp, qry, mask), "input_seq (2, 6, 8), query_seq (2, 3, 8)",
+                           _SIMPLE_ARGS)
         if tuple(out.shape) != (2, 3, 8) or tuple(w.shape) != (2, 3, 6):
             raise CheckFailure(f"expected output (2, 3, 8) (one vector per query) and "
                                f"weights (2, 3, 6), got {tuple(out.shape)} and {tuple(w.shape)}")
@@ -361,18 +399,20 @@ def _check_simple(cls) -> str:
         if not same(out, w @ inp):
             raise CheckFailure("the output must be the weighted sum of input_seq: "
                                "weights @ input_seq")
-        w2 = call(model, (inp, torch.randn(2, 3, 8, generator=g), mask), "a new query")[1]
+        w2 = call(model, (inp, torch.randn(2, 3, 8, generator=g), mask), "a new query",
+                  _SIMPLE_ARGS)[1]
         if same(w2, w):
             raise CheckFailure("Likely bug: the query is ignored (the source's bug): the "
                                "weights do not change when query_seq does; score each "
                                "input position against each query")
         perm = torch.tensor([2, 0, 1])
-        if not same(call(model, (inp, qry[:, perm], mask), "permuted queries")[0], out[:, perm]):
+        if not same(call(model, (inp, qry[:, perm], mask), "permuted queries", _SIMPLE_ARGS)[0],
+                    out[:, perm]):
             raise CheckFailure("reordering the queries should reorder the outputs only")
     module_properties(make, lambda B: (torch.randn(B, 6, 8, generator=g),
                                        torch.randn(B, 3, 8, generator=g)),
                       _pick_most_similar_loss, large=lambda m: (m, (inp * 1e3, qry * 1e3)),
-                      needs_params=False)  # the parameter-free dot-product fix is fine
+                      needs_params=False, names=_SIMPLE_ARGS)  # the parameter-free dot-product fix is fine
     return "Uses its query, masks padding, returns a convex mix of the inputs; it trains."
 
 

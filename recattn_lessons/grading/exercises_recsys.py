@@ -17,6 +17,7 @@ from recattn_lessons import attention as ref
 from recattn_lessons import metrics
 from recattn_lessons.grading import mistakes as M
 from recattn_lessons.grading.core import Case, Exercise, Mistake, run_cases
+from recattn_lessons.grading.guard import rng_devices
 from recattn_lessons.grading.exercises_attention import _randn
 
 __all__ = ["EXERCISES"]
@@ -94,7 +95,7 @@ def _din_cases() -> list[Case]:
     for B, L, D, dtype, empty in ((2, 3, 4, torch.float64, False), (4, 6, 8, torch.float64, True),
                                   (3, 5, 8, torch.float32, False), (1, 1, 4, torch.float64, False),
                                   (1, 4, 4, torch.float64, False)):
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=rng_devices()):
             torch.manual_seed(B)
             mlp = nn.Sequential(nn.Linear(4 * D, 16), nn.PReLU(), nn.Linear(16, 1)).to(dtype)
         lengths = torch.randint(1, L + 1, (B,), generator=g)

@@ -29,7 +29,7 @@ import time
 
 import torch
 
-__all__ = ["CheckTimeout", "BoundedBuffer", "guarded", "DEFAULT_TIMEOUT"]
+__all__ = ["CheckTimeout", "BoundedBuffer", "guarded", "DEFAULT_TIMEOUT", "rng_devices"]
 
 DEFAULT_TIMEOUT = 30.0
 
@@ -113,6 +113,12 @@ def _time_limit(seconds: float | None):
     return _trace_deadline(seconds)
 
 
+def rng_devices() -> list[int]:
+    """The CUDA devices whose RNG ``torch.random.fork_rng`` must save and restore: every
+    visible one when CUDA is available (``torch.manual_seed`` reseeds them all), else none."""
+    return list(range(torch.cuda.device_count())) if torch.cuda.is_available() else []
+
+
 @contextlib.contextmanager
 def _restored_state():
     threads, dtype = torch.get_num_threads(), torch.get_default_dtype()
@@ -124,7 +130,7 @@ def _restored_state():
     except ImportError:  # numpy is optional here
         np = np_state = None
     try:
-        with torch.random.fork_rng(devices=[]):
+        with torch.random.fork_rng(devices=rng_devices()):
             yield
     finally:
         torch.set_num_threads(threads)

@@ -138,6 +138,31 @@ HINTS: dict[str, tuple[str, ...]] = {
         "k.repeat_interleave(n_heads // n_kv_heads, dim=1) -> (B, n_heads, L, d_head) (query "
         "head h uses K/V head h // group), then attention per head, merge, W_o.",
     ),
+    "pointwise_attention": (
+        "No softmax and no 1/sqrt(d_q): every weight is SiLU(score + bias) / n on its own, "
+        "with the n you are given (a constant, not the number of items in the row).",
+        "scores = q @ k.transpose(-2, -1) + bias -> (B, H, L, L); A = F.silu(scores) / n.",
+        "Mask by multiplying, after the SiLU: A = A * mask (True = may attend), then "
+        "return A @ v, A. An -inf fill before SiLU gives SiLU(-inf) = NaN.",
+    ),
+    "sampled_softmax_logq": (
+        "Keep the positions with a target (has = targets > 0), then build the logits of the "
+        "positive s_y (M,) and of the K negatives s_k (M, K) from item_weight.",
+        "Correct the negatives only: s_k - log_q[negatives] - math.log(K), K = "
+        "negatives.shape[-1] (the number of draws); the positive stays s_y.",
+        "Fill with -inf where negatives == target (accidental hit) or == 0 (padding); "
+        "logits = torch.cat([s_y[:, None], s_k], 1); "
+        "loss = (torch.logsumexp(logits, 1) - s_y).mean().",
+    ),
+    "gbce_loss": (
+        "First beta: alpha = min(1, K / (n_items - 1)) with K = negatives.shape[-1], then "
+        "beta = alpha * (t * (1 - 1 / alpha) + 1 / alpha).",
+        "-log sigmoid(x)^beta = beta * F.softplus(-x) and -log(1 - sigmoid(x)) = "
+        "F.softplus(x): no log of a sigmoid that rounds to 0 or 1.",
+        "valid = (negatives != target) & (negatives != 0); per position "
+        "(beta * softplus(-s_y) + (softplus(s_k) * valid).sum(-1)) / (1 + valid.sum(-1)), "
+        "then the mean over positions with a target.",
+    ),
 }
 
 

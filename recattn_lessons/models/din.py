@@ -11,7 +11,8 @@ different user vector for every candidate:
 Two attention scores ``a`` to compare:
 
 - ``"mlp"`` - DIN's activation unit, ``v^T ReLU(W [h, c, h - c, h * c] + b)``.
-  The first layer is one ``Linear(4D, K)``; we apply it in pieces,
+  The first layer is one ``Linear(4D, A)`` (``A = att_hidden`` hidden
+  units, lesson 04's name: ``K`` names the keys); we apply it in pieces,
   ``(W1 + W3) h + (W2 - W3) c + W4 (h * c)``, which is the same number but
   never builds the ``(B, C, L, 4D)`` concatenation.
 - ``"dot"`` - scaled dot product of projected candidate and history,

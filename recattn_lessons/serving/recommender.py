@@ -119,7 +119,8 @@ class Recommender:
         path = run_dir / "metrics.json"
         if not path.exists():
             raise FileNotFoundError(f"no metrics.json in {run_dir}: train with "
-                                    f"python -m recattn_lessons.train --out {run_dir}")
+                                    f"python -m recattn_lessons.train --out {run_dir} "
+                                    "(in the course folder: .venv/bin/python -m ...)")
         cfg = TrainConfig(**{**json.loads(path.read_text())["config"], "progress": False})
         data = load_dataset(cfg.dataset, cfg.tie_seed) if data is None else data
         split = leave_one_out(data)

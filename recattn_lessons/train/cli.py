@@ -38,7 +38,7 @@ __all__ = ["main", "parser"]
 
 CHOICES = {"model": sorted(models.MODELS), "dataset": list(DATASETS),
            "device": ["auto", "cpu", "cuda"], "amp": ["auto", "bf16", "off"],
-           "dtype": ["float32", "float64"], "loss": ["ce", "bce", "sampled", "gbce"],
+           "dtype": ["float32", "float64"], "compile": ["auto", "on", "off"], "loss": ["ce", "bce", "sampled", "gbce"],
            "attention": ["fused", "reference", "mlp", "dot"]}
 
 

@@ -33,11 +33,14 @@ class TrainConfig:
     grad_clip: float | None = 5.0  # max gradient norm (None: no clipping)
     amp: Literal["auto", "bf16", "off"] = "auto"  # bf16 autocast: auto = CUDA or native-bf16 CPU
     dtype: Literal["float32", "float64"] = "float32"  # parameters and activations (float64: lessons)
+    compile: Literal["auto", "on", "off"] = "auto"  # torch.compile the training loss: auto = CUDA with Triton
     max_train_seconds: float | None = None  # stop after the epoch that passes it
     # data
     tie_seed: int | None = 0  # random order of same-second ratings (None: file order, leaks)
     maxlen: int = 50  # window and history length L
     stride: int | None = None  # step between windows (None: maxlen)
+    train_fraction: float = 1.0  # share of users whose windows are trained on (scaling, lesson 08);
+    # a seeded random subset, nested across fractions for one seed; every user is still evaluated
     # common model hyper-parameters (passed to models that accept them)
     d_model: int = 64  # embedding size
     n_heads: int = 1  # attention heads (sasrec)
@@ -95,6 +98,8 @@ class TrainConfig:
             raise ValueError(f"device must be auto, cpu or cuda, got {self.device!r}")
         if self.amp not in ("auto", "bf16", "off"):
             raise ValueError(f"amp must be auto, bf16 or off, got {self.amp!r}")
+        if self.compile not in ("auto", "on", "off"):
+            raise ValueError(f"compile must be auto, on or off, got {self.compile!r}")
         if self.dtype not in ("float32", "float64"):
             raise ValueError(f"dtype must be float32 or float64, got {self.dtype!r}")
         if self.dtype == "float64" and self.amp == "bf16":
@@ -103,6 +108,8 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "maxlen", "d_model", "eval_batch_size", "n_sampled"):
             if getattr(self, name) < 1:
                 raise ValueError(f"{name} must be at least 1, got {getattr(self, name)}")
+        if not 0.0 < self.train_fraction <= 1.0:
+            raise ValueError(f"train_fraction must lie in (0, 1], got {self.train_fraction}")
         if self.lr <= 0:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.patience < 1 or self.min_epochs < 0:

@@ -38,15 +38,16 @@ import torch
 from recattn_lessons.progress import tqdm
 
 from .. import models
-from ..data.batching import SeenIndex, iterate_batches, sliding_windows
+from ..data.batching import SeenIndex, iterate_batches, sliding_windows, train_subset
 from ..data.movielens import Interactions
 from ..data.splits import Split, cold_targets, leave_one_out
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
+from .compiling import CompiledLoss, use_compile
 from .config import TrainConfig
 from .distributed import Dist, launch, wrap
 from .evaluate import eval_negatives, evaluate
 
-__all__ = ["Result", "run", "load_dataset", "resolve_device", "model_hparams", "TrainingDiverged"]
+__all__ = ["Result", "run", "load_dataset", "resolve_device", "model_hparams", "TrainingDiverged", "ddp_loss"]
 
 COMMON = ("maxlen", "d_model", "n_heads", "n_blocks", "dropout", "loss", "n_negatives", "attention")
 
@@ -150,7 +151,8 @@ def _run(config: TrainConfig, data: Interactions | None, d: Dist) -> Result:
     model = models.build(cfg.model, data.n_items, **model_hparams(cfg)).to(device=device, dtype=dtype)
     model.fit_counts(split.train)
     d.seed_dropout(cfg.seed)  # DDP: same initial weights everywhere, but each rank its own dropout
-    windows = sliding_windows(split.train, cfg.maxlen, cfg.stride)
+    windows = train_subset(sliding_windows(split.train, cfg.maxlen, cfg.stride), len(split.train),
+                           cfg.train_fraction, cfg.seed)
     seen = SeenIndex(split.train, data.n_items)
     negs = {s: eval_negatives(split, s, cfg.seed, cfg.n_sampled) for s in ("valid", "test")}
     ev = dict(maxlen=cfg.maxlen, batch_size=cfg.eval_batch_size, device=device, progress=show)
@@ -166,7 +168,7 @@ def _run(config: TrainConfig, data: Interactions | None, d: Dist) -> Result:
                 raise ValueError("resume=True needs out= (the folder holding last.pt)")
             ck = load_checkpoint(out / "last.pt")
             keep = ("epochs", "patience", "min_epochs", "device", "progress", "resume",
-                    "max_train_seconds", "eval_batch_size", "out")
+                    "max_train_seconds", "eval_batch_size", "out", "compile")
             old = {k: v for k, v in ck["config"].items() if k not in keep}
             new = {k: v for k, v in cfg.to_dict().items() if k not in keep}
             if old != new:
@@ -180,7 +182,9 @@ def _run(config: TrainConfig, data: Interactions | None, d: Dist) -> Result:
             d.restore_dropout_rng(ck.get("rng_ranks"))  # DDP: and takes its own dropout state
     # DDP: same seed, so same initial weights on every rank; loss_of(global batch)
     # returns this rank's loss and the global batch's loss (see distributed.py)
-    loss_of = _ddp_loss(wrap(model, d), d) if d.active and model.trainable else None
+    loss_of = ddp_loss(wrap(model, d), d) if d.active and model.trainable else None
+    compiled = use_compile(cfg.compile, device, d.active) and model.trainable
+    step_loss = CompiledLoss(model, show) if compiled else model.loss
 
     stopped = st["bad"] >= cfg.patience and st["epoch"] >= cfg.min_epochs
     epochs_bar = tqdm(total=cfg.epochs, initial=st["epoch"], desc=f"{cfg.model} epochs",
@@ -197,7 +201,7 @@ def _run(config: TrainConfig, data: Interactions | None, d: Dist) -> Result:
         for i, batch in enumerate(bar, start=1):
             with _autocast(cfg, device):
                 if loss_of is None:
-                    loss = model.loss(batch.to(device))
+                    loss = step_loss(batch.to(device))
                     value = loss.item()
                 else:  # DDP: value is the global batch's loss, the same on every rank
                     loss, value = loss_of(batch)
@@ -250,6 +254,7 @@ def _run(config: TrainConfig, data: Interactions | None, d: Dist) -> Result:
     test = evaluate(model, split, "test", negatives=negs["test"], **ev)
     result = _metrics_json(cfg, device, st["epoch"], st["best_epoch"], st["seconds"], valid, test)
     result["split"] = {"tie_seed": cfg.tie_seed, **cold_targets(split)}  # issue 12 (H3)
+    result["compiled"] = bool(compiled)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
         (out / "metrics.json").write_text(json.dumps(result, indent=2) + "\n")
@@ -258,7 +263,7 @@ def _run(config: TrainConfig, data: Interactions | None, d: Dist) -> Result:
     return Result(model, result, st["history"], split, data, cfg)
 
 
-def _ddp_loss(ddp: torch.nn.Module, d: Dist):
+def ddp_loss(ddp: torch.nn.Module, d: Dist):
     """DDP: ``(loss to backpropagate, global batch loss)`` for one global batch.
 
     The rank's loss is scaled by ``W n_r / n`` so that DDP's average of the
