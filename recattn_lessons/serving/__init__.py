@@ -8,6 +8,7 @@
   key/value cache per block (exact for SASRec with ``positions="left"``)
 - :mod:`.batcher`      ``MicroBatcher``: dynamic batching for the server
 - :mod:`.app`          ``create_app(recommender)``: the FastAPI app
+- :mod:`.rerank`       MMR and calibrated re-ranking of a model's candidates (lesson 09)
 
 The command line ``python -m recattn_lessons.serve --run DIR`` starts
 the app with uvicorn on 127.0.0.1.
@@ -24,10 +25,12 @@ Example::
 
 from .batcher import BatchConfig, MicroBatcher, Overloaded
 from .recommender import Recommender, popularity_counts
+from .rerank import calibrated_rerank, mmr_rerank
 from .session import Session
 
 __all__ = ["Recommender", "popularity_counts", "Session", "BatchConfig", "MicroBatcher",
-           "Overloaded", "create_app"]
+           "Overloaded", "create_app",
+           "mmr_rerank", "calibrated_rerank"]
 
 
 def create_app(recommender: Recommender, **kwargs):
