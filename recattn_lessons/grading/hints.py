@@ -163,6 +163,32 @@ HINTS: dict[str, tuple[str, ...]] = {
         "(beta * softplus(-s_y) + (softplus(s_k) * valid).sum(-1)) / (1 + valid.sum(-1)), "
         "then the mean over positions with a target.",
     ),
+    "intra_list_diversity": (
+        "For each list compare every pair of items a < b (k (k - 1) / 2 pairs) by the Jaccard "
+        "distance of their feature sets, 1 - |A & B| / |A | B|, and average.",
+        "f = (item_features[top_items] > 0).to(item_features.dtype) -> (U, k, F); "
+        "inter = f @ f.transpose(1, 2) -> (U, k, k); union = |A| + |B| - inter.",
+        "jaccard = torch.where(union > 0, inter / union.clamp(min=1), 1.0) (two featureless "
+        "items: identical); keep the pairs a < b with torch.triu_indices(k, k, offset=1) and "
+        "return (1 - jaccard[:, i, j]).mean(-1), shape (U,).",
+    ),
+    "mmr_rerank": (
+        "Greedy: k rounds, each picks the not-yet-picked candidate with the largest "
+        "lam * relevance - (1 - lam) * (its largest similarity to the items already picked).",
+        "Keep closest = zeros(C) (the max over an empty list is 0) and taken = zeros(C, bool); "
+        "after each pick i: closest = torch.maximum(closest, similarity[:, i]).",
+        "gain = (lam * relevance - (1 - lam) * closest).masked_fill(taken, -inf); "
+        "i = int(gain.argmax()) (the first maximum: ties to the lower position); return the "
+        "positions in pick order as a LongTensor (k,).",
+    ),
+    "cross_attention_fusion": (
+        "One query per item (its id embedding), attending over that item's own T feature "
+        "tokens: scores (N, T), a softmax over T, then a residual sum with the id.",
+        "q = id_emb @ W_q -> (N, D); k = feature_emb @ W_k, v = feature_emb @ W_v -> (N, T, D); "
+        "scores = (k @ q[:, :, None])[..., 0] / sqrt(D) -> (N, T).",
+        "weights = softmax(scores.masked_fill(~feature_mask, -inf), -1).nan_to_num(0.0) (an "
+        "item without tokens: zero weights); fused = id_emb + (weights[:, :, None] * v).sum(1).",
+    ),
 }
 
 

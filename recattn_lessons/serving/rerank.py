@@ -18,7 +18,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["mmr_rerank", "calibrated_rerank", "jaccard_similarity", "relevance"]
+__all__ = ["mmr_rerank", "mmr_select", "calibrated_rerank", "jaccard_similarity", "relevance"]
 
 
 def _check(items: Tensor, scores: Tensor, item_features: Tensor, k: int) -> None:
@@ -50,33 +50,41 @@ def jaccard_similarity(items: Tensor, item_features: Tensor) -> Tensor:
     return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(inter))
 
 
-def mmr_rerank(items: Tensor, scores: Tensor, item_features: Tensor, k: int = 10,
-               lam: float = 0.7) -> Tensor:
-    """``(U, k)`` lists chosen by Maximal Marginal Relevance.
+def mmr_select(rel: Tensor, sim: Tensor, k: int, lam: float) -> Tensor:
+    """``(U, k)`` candidate *positions* picked greedily by MMR (exercise 25's reference).
 
-    next = argmax_{i not in S} [ lam * rel(i) - (1 - lam) * max_{j in S} sim(i, j) ]
+    next = argmax_{i not in S} [ lam * rel[i] - (1 - lam) * max_{j in S} sim[i, j] ]
 
-    with ``rel`` the scaled score (:func:`relevance`), ``sim`` the Jaccard similarity of
-    genre sets and the max over an empty ``S`` taken as 0. ``items``/``scores`` are
-    ``(U, C)`` candidates (any order); ties go to the earlier candidate.
+    ``rel`` ``(U, C)`` relevance, ``sim`` ``(U, C, C)`` similarities; the max over an empty
+    ``S`` is 0 and ties go to the lower position.
     """
-    if not 0.0 <= lam <= 1.0:
-        raise ValueError(f"lam must lie in [0, 1] (1 = the model's order), got {lam}")
-    _check(items, scores, item_features, k)
-    rel = relevance(scores.to(torch.float32))  # (U, C)
-    sim = jaccard_similarity(items, item_features)  # (U, C, C)
-    U, C = items.shape
+    U, C = rel.shape
     rows = torch.arange(U)
     taken = torch.zeros(U, C, dtype=torch.bool)
-    max_sim = torch.zeros(U, C)  # (U, C) similarity to the closest pick so far
+    max_sim = torch.zeros_like(rel)  # (U, C) similarity to the closest pick so far
     picks = []
     for _ in range(k):
         gain = (lam * rel - (1 - lam) * max_sim).masked_fill(taken, float("-inf"))  # (U, C)
         best = gain.argmax(dim=1)  # (U,) first maximum
         picks.append(best)
         taken[rows, best] = True
-        max_sim = torch.maximum(max_sim, sim[rows, best])  # (U, C)
-    return items.gather(1, torch.stack(picks, dim=1))
+        max_sim = torch.maximum(max_sim, sim[rows, best].to(rel.dtype))  # (U, C)
+    return torch.stack(picks, dim=1)
+
+
+def mmr_rerank(items: Tensor, scores: Tensor, item_features: Tensor, k: int = 10,
+               lam: float = 0.7) -> Tensor:
+    """``(U, k)`` lists chosen by Maximal Marginal Relevance (:func:`mmr_select`).
+
+    ``rel`` is the scaled score (:func:`relevance`), ``sim`` the Jaccard similarity of
+    genre sets. ``items``/``scores`` are ``(U, C)`` candidates (any order).
+    """
+    if not 0.0 <= lam <= 1.0:
+        raise ValueError(f"lam must lie in [0, 1] (1 = the model's order), got {lam}")
+    _check(items, scores, item_features, k)
+    rel = relevance(scores.to(torch.float32))  # (U, C)
+    sim = jaccard_similarity(items, item_features)  # (U, C, C)
+    return items.gather(1, mmr_select(rel, sim, k, lam))
 
 
 def _genre_weights(item_features: Tensor) -> Tensor:
