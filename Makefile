@@ -10,7 +10,7 @@ BIN    := $(VENV)/bin
 TORCH_PIN ?=
 JUPYTER_ARGS ?=
 
-.PHONY: lab test venv exercises progress clean mutation
+.PHONY: lab test venv exercises progress clean mutation site serve-site
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,8 +58,19 @@ mutation: venv
 	$(if $(MUTATION_GRADING),-$(MUTMUT) $(foreach t,$(MUTATION_GRADING),'$(t)'))
 	$(BIN)/mutmut export-cicd-stats && cat mutants/mutmut-cicd-stats.json
 
+# The course as a static website, from the committed notebook outputs (nothing runs, nothing is
+# downloaded): into _site/ (git-ignored); serve-site serves it at http://127.0.0.1:8000/
+# (SITE_PORT changes the port). README, "The course as a website".
+SITE_PORT ?= 8000
+
+site: venv
+	$(BIN)/python -m recattn_lessons.site build
+
+serve-site: venv
+	$(BIN)/python -m recattn_lessons.site serve --port $(SITE_PORT)
+
 progress: venv
 	$(BIN)/python -m recattn_lessons.grading list exercises
 
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) runs .pytest_cache _site test-artifacts

@@ -56,3 +56,22 @@ def test_errors_are_named():
         bootstrap_ci(ranks(0), level=1.5)
     with pytest.raises(ValueError, match="seed"):
         bootstrap_ci(ranks(0), seed=None)
+
+
+def test_paired_bootstrap_values_agrees_with_the_rank_version_and_brute_force():
+    from recattn_lessons.metrics import paired_bootstrap_values, per_user
+    g = torch.Generator().manual_seed(5)
+    ra, rb = torch.randint(0, 40, (300,), generator=g), torch.randint(0, 60, (300,), generator=g)
+    by_ranks = paired_bootstrap(ra, rb, n_boot=400, seed=3)["ndcg@10"]
+    by_values = paired_bootstrap_values(per_user(ra)["ndcg@10"], per_user(rb)["ndcg@10"], n_boot=400, seed=3)
+    assert by_values == pytest.approx(by_ranks)
+    a, b = torch.rand(50, generator=g, dtype=torch.float64), torch.rand(50, generator=g, dtype=torch.float64)
+    gen = torch.Generator().manual_seed(1)
+    idx = torch.randint(0, 50, (200, 50), generator=gen)  # the same draws, by hand
+    means = (a - b)[idx].mean(1)
+    got = paired_bootstrap_values(a, b, n_boot=200, seed=1)
+    assert got["lo"] == pytest.approx(float(torch.quantile(means, 0.025)))
+    assert got["hi"] == pytest.approx(float(torch.quantile(means, 0.975)))
+    assert got["diff"] == pytest.approx(float((a - b).mean()))
+    with pytest.raises(ValueError, match="same users"):
+        paired_bootstrap_values(a, b[:10])

@@ -10,7 +10,7 @@
 from .beyond import (
     catalog_coverage, exposure_counts, genre_calibration, gini_index, intra_list_diversity, novelty,
 )
-from .bootstrap import bootstrap_ci, paired_bootstrap, per_user
+from .bootstrap import bootstrap_ci, paired_bootstrap, paired_bootstrap_values, per_user
 from .ranking import (
     CSRHistory,
     hit_rate_at_k,
@@ -28,6 +28,6 @@ __doc__ = __doc__ + "\n" + (_ranking_doc or "")
 
 __all__ = [
     "hit_rate_at_k", "ndcg_at_k", "mrr", "seen_mask", "CSRHistory", "ranks_full",
-    "sample_negatives", "ranks_sampled", "summarize", "per_user", "bootstrap_ci", "paired_bootstrap",
+    "sample_negatives", "ranks_sampled", "summarize", "per_user", "bootstrap_ci", "paired_bootstrap", "paired_bootstrap_values",
     "intra_list_diversity", "catalog_coverage", "novelty", "gini_index", "genre_calibration", "exposure_counts",
 ]

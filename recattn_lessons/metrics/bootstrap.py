@@ -22,7 +22,7 @@ from torch import Tensor
 
 from .ranking import _as_ranks
 
-__all__ = ["per_user", "bootstrap_ci", "paired_bootstrap"]
+__all__ = ["per_user", "bootstrap_ci", "paired_bootstrap", "paired_bootstrap_values"]
 
 
 def per_user(ranks: Tensor, k: int = 10) -> dict[str, Tensor]:
@@ -100,3 +100,21 @@ def paired_bootstrap(ranks_a: Tensor, ranks_b: Tensor, k: int = 10, n_boot: int 
     worse = (means <= 0).double().mean(0)
     return {m: {"diff": float(diff[i]), "lo": float(lo[i]), "hi": float(hi[i]),
                 "p_not_better": float(worse[i])} for i, m in enumerate(names)}
+
+
+def paired_bootstrap_values(values_a: Tensor, values_b: Tensor, n_boot: int = 1000,
+                            seed: int | torch.Generator = 0, level: float = 0.95) -> dict[str, float]:
+    """Interval of ``mean(a) - mean(b)`` for any per-user values (lesson 09: per-user ILD).
+
+    ``values_a`` and ``values_b`` are ``(U,)``, the same users in the same order. Returns
+    ``{"diff", "lo", "hi", "p_not_better"}`` as :func:`paired_bootstrap` does for one metric.
+    """
+    g = _check(n_boot, level, seed)
+    a, b = torch.as_tensor(values_a, dtype=torch.float64), torch.as_tensor(values_b, dtype=torch.float64)
+    if a.dim() != 1 or a.shape != b.shape or a.numel() == 0:
+        raise ValueError(f"paired values need the same users, one value each: shapes {tuple(a.shape)} "
+                         f"and {tuple(b.shape)}")
+    means = _boot_means((a - b)[:, None], n_boot, g)  # (n_boot, 1)
+    lo, hi = _interval(means, level)
+    return {"diff": float((a - b).mean()), "lo": float(lo[0]), "hi": float(hi[0]),
+            "p_not_better": float((means <= 0).double().mean())}
