@@ -14,7 +14,6 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from recommender_report import family  # noqa: E402
 from sections import markers, splice  # noqa: E402
 
 from recattn_lessons import metrics  # noqa: E402
@@ -27,7 +26,7 @@ __all__ = ["Context", "context", "load_topk", "list_metrics", "model_rows", "mod
 # family -> (shown name, does it use attention?)
 FAMILIES = {
     "popularity": ("popularity", False), "meanpool": ("mean-pool", False), "gru4rec": ("GRU4Rec", False),
-    "din": ("DIN (target attention)", True), "sasrec": ("SASRec (self-attention)", True),
+    "din": ("DIN (target attention, dot)", True), "sasrec": ("SASRec (self-attention)", True),
     "hstu": ("HSTU (pointwise attention)", True),
 }
 MMR_LAMS = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.3)
@@ -88,7 +87,7 @@ def model_rows(rows: list[dict], ctx: Context) -> list[dict]:
         # the benchmark's number: from the full ranks, ties counted against the target (the
         # lists break popularity's ties by id, so their NDCG is a hair higher there)
         m["ndcg@10"] = float(metrics.ndcg_at_k(torch.tensor(r["test_ranks_full"]), 10))
-        out.append({"family": family(r["label"]), "label": r["label"], "seed": r["seed"],
+        out.append({"family": r["model"], "label": r["label"], "seed": r["seed"],
                     "recorded_ndcg@10": r["recorded_test_ndcg@10"], **m})
     return out
 
@@ -223,4 +222,23 @@ def write_section(markdown: Path, folder: Path) -> None:
     (folder / "rerank-sweep.json").write_text(json.dumps(sweep, indent=1) + "\n")
     (folder / "model-metrics.json").write_text(json.dumps(records, indent=1) + "\n")
     md = markdown.read_text(encoding="utf-8")
-    markdown.write_text(splice(md, render_section(records, sweep)), encoding="utf-8")
+    markdown.write_text(splice(md, render_section(records, sweep, extra_tables(folder))), encoding="utf-8")
+
+
+def extra_tables(folder: Path) -> str:
+    """The feedback and side-information tables of lesson 09 (their scripts render them)."""
+    import feedback
+    import item_features
+    return "\n".join([
+        "", "### Negative feedback and feedback loops (lesson 09, section 5)", "",
+        "SASRec's benchmark configuration, three readings of the 1-2 star ratings, ranked on the "
+        "same targets (each user's last two liked ratings) and candidates "
+        "(`python benchmarks/feedback.py dislikes --seeds 0 1 2`); then the feedback-loop "
+        "simulation, seed 0, exploration 0 vs 0.1 (`python benchmarks/feedback.py loop`).", "",
+        feedback.render(folder), "",
+        "### Side information and cold items (lesson 09, section 6)", "",
+        "SASRec with genre and title-word tokens fused with the item ids "
+        "(`python benchmarks/item_features.py`); cold users: those whose test item has at most "
+        "3 interactions in the training sequences.", "",
+        item_features.render_table(out=folder),
+    ])

@@ -143,6 +143,8 @@ def test_other_bad_inputs(toy):
         metrics.genre_calibration(top, [top[0]] * 3, feats)
     with pytest.raises(ValueError, match="empty history"):
         metrics.genre_calibration(top[:1], [torch.zeros(0, dtype=torch.long)], feats)
+    with pytest.raises(ValueError, match="item id 31"):
+        metrics.genre_calibration(top[:1], [torch.tensor([2, 31])], feats)
     with pytest.raises(ValueError, match="alpha"):
         metrics.genre_calibration(top[:1], [top[0]], feats, alpha=0.0)
     with pytest.raises(ValueError, match="negative"):

@@ -108,12 +108,15 @@ def gini_index(top_items: Tensor, n_items: int) -> float:
     return float(((2 * r - n_items - 1) * x).sum() / (n_items * x.sum()))
 
 
-def _genre_distribution(items: Tensor, weights: Tensor) -> Tensor:
-    """``(F,)`` Steck's p(g) of a bag of item ids: each item spreads weight 1 over its genres."""
-    f = weights[items]  # (n, F)
-    per_item = f / f.sum(-1, keepdim=True).clamp_min(1)  # genre-less items add nothing
-    total = per_item.sum(0)
-    return total / total.sum().clamp_min(1e-12)
+def _genre_distributions(bags: list[Tensor], weights: Tensor) -> Tensor:
+    """``(U, F)`` Steck's p(g) of each bag of item ids: each item spreads weight 1 over its
+    genres (genre-less items add nothing), then each row is normalised to sum to 1."""
+    flat = torch.cat(bags).long()  # (sum of lengths,)
+    owner = torch.repeat_interleave(torch.arange(len(bags)), torch.tensor([len(b) for b in bags]))
+    f = weights[flat]  # (n, F)
+    per_item = f / f.sum(-1, keepdim=True).clamp_min(1)
+    total = torch.zeros(len(bags), weights.shape[1], dtype=weights.dtype).index_add_(0, owner, per_item)
+    return total / total.sum(-1, keepdim=True).clamp_min(1e-12)
 
 
 def genre_calibration(top_items: Tensor, histories, item_features: Tensor,
@@ -135,15 +138,17 @@ def genre_calibration(top_items: Tensor, histories, item_features: Tensor,
         histories = [h[h > 0] for h in histories]
     if len(histories) != top.shape[0]:
         raise ValueError(f"histories has {len(histories)} users but top_items has {top.shape[0]} rows")
+    histories = [h[h > 0].long() for h in histories]
+    empty = [u for u, h in enumerate(histories) if h.numel() == 0]
+    if empty:
+        raise ValueError(f"user row {empty[0]} has an empty history; calibration needs one")
+    top_id = max(int(h.max()) for h in histories)
+    if top_id >= feats.shape[0]:
+        raise ValueError(f"histories hold item id {top_id} but item_features has rows for ids "
+                         f"0..{feats.shape[0] - 1}")
     binary = (feats > 0).to(torch.float64)
-    kl = torch.empty(top.shape[0], dtype=torch.float64)
-    for u, hist in enumerate(histories):
-        hist = hist[hist > 0].long()
-        if hist.numel() == 0:
-            raise ValueError(f"user row {u} has an empty history; calibration needs one")
-        p = _genre_distribution(hist, binary)
-        q = (1 - alpha) * _genre_distribution(top[u], binary) + alpha * p
-        keep = p > 0
-        kl[u] = (p[keep] * torch.log(p[keep] / q[keep])).sum()
+    p = _genre_distributions(histories, binary)  # (U, F)
+    q = (1 - alpha) * _genre_distributions(list(top), binary) + alpha * p  # (U, F)
+    kl = torch.where(p > 0, p * torch.log(p / q.clamp_min(1e-300)), torch.zeros_like(p)).sum(-1)  # (U,)
     return kl if per_user else float(kl.mean())
 

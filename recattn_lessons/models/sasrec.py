@@ -49,6 +49,14 @@ Design choices (and where we depart from the paper):
   ``"reference"`` runs the hand-written path of lesson 03. Both give the
   same output (tested). ``forward(..., return_attention=True)`` also returns
   the weights without changing the output in either mode.
+- **Item features** (lesson 09): ``SASRec(cfg, item_tokens)`` with an
+  ``(n_items + 1, T)`` token matrix
+  (:func:`recattn_lessons.data.item_features.feature_tokens`) fuses each id
+  embedding with its genre and title tokens
+  (:class:`~recattn_lessons.models.item_encoder.ItemEncoder`, ``cfg.fusion``)
+  into one table, computed once per forward and used both for the history
+  and for scoring, so an item never trained on is scored by its features.
+  Without ``item_tokens`` the model is lesson 05's, parameter for parameter.
 """
 
 from __future__ import annotations
@@ -61,7 +69,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from ..attention import MultiHeadAttention, masked_softmax, scaled_dot_scores
-from .base import SequentialRecommender, check_history, full_softmax_loss, score_last_position
+from .base import (SequentialRecommender, check_history, full_softmax_loss, gather_candidates,
+                   score_last_position)
+from .item_encoder import FUSIONS, ItemEncoder
 
 __all__ = ["SASRecConfig", "SASRec", "attention_mask"]
 
@@ -81,8 +91,12 @@ class SASRecConfig:
     # "right": the most recent item at position maxlen - 1 (default);
     # "left": the first real item at position 0 (KV-cacheable, lesson 07)
     positions: Literal["right", "left"] = "right"
+    # with item_tokens (lesson 09): how features join the id embedding
+    fusion: Literal["sum", "concat", "cross"] = "sum"
 
     def __post_init__(self) -> None:
+        if self.fusion not in FUSIONS:
+            raise ValueError(f"fusion must be one of {FUSIONS}, got {self.fusion!r}")
         if self.positions not in ("right", "left"):
             raise ValueError(f"positions must be 'right' or 'left', got {self.positions!r}")
         if self.loss not in ("ce", "bce"):
@@ -142,7 +156,9 @@ class Block(nn.Module):
 class SASRec(SequentialRecommender):
     """SASRec with the course's attention; see the module docstring."""
 
-    def __init__(self, cfg: SASRecConfig) -> None:
+    uses_item_features = True  # models.build may pass item_tokens
+
+    def __init__(self, cfg: SASRecConfig, item_tokens: Tensor | None = None) -> None:
         super().__init__()
         self.cfg, self.n_items = cfg, cfg.n_items
         self.n_negatives = cfg.n_negatives if cfg.loss == "bce" else 0
@@ -155,6 +171,24 @@ class SASRec(SequentialRecommender):
         nn.init.normal_(self.pos_emb.weight, std=cfg.d_model ** -0.5)
         with torch.no_grad():
             self.item_emb.weight[0].zero_()
+        # created last, so the parameters above are initialised as without features
+        self.features = None
+        if item_tokens is not None:
+            if item_tokens.dim() != 2 or item_tokens.shape[0] != cfg.n_items + 1:
+                raise ValueError(f"item_tokens must be (n_items + 1 = {cfg.n_items + 1}, T), "
+                                 f"got {tuple(item_tokens.shape)}")
+            n_tokens = int(item_tokens.max()) + 1 if item_tokens.numel() else 1
+            self.features = ItemEncoder(item_tokens, n_tokens, cfg.d_model, cfg.fusion)
+
+    def item_table(self) -> Tensor:
+        """``(N + 1, D)``: every item's representation, for the input and the scores.
+
+        The id embeddings, or with features their fusion (recomputed at each call,
+        so gradients reach the feature parameters).
+        """
+        if self.features is None:
+            return self.item_emb.weight
+        return self.features(self.item_emb.weight)
 
     def positions(self, real: Tensor) -> Tensor:
         """Position ids, ``(L,)`` for ``"right"``, ``(B, L)`` for ``"left"``.
@@ -168,11 +202,12 @@ class SASRec(SequentialRecommender):
             return torch.arange(maxlen - L, maxlen, device=real.device)  # (L,)
         return (real.long().cumsum(1) - 1).clamp(min=0)  # (B, L)
 
-    def forward(self, history: Tensor, return_attention: bool = False):
+    def forward(self, history: Tensor, return_attention: bool = False, table: Tensor | None = None):
         """``(B, L)`` history -> hidden ``(B, L, D)`` (and per-layer weights).
 
         With ``return_attention=True`` returns ``(hidden, attn)``, ``attn`` a
-        list with one ``(B, H, L, L)`` tensor per block.
+        list with one ``(B, H, L, L)`` tensor per block. ``table``: a
+        precomputed :meth:`item_table` (with features; computed if None).
         """
         check_history(history, self.n_items)
         B, L = history.shape
@@ -180,7 +215,11 @@ class SASRec(SequentialRecommender):
             raise ValueError(f"history has length {L} > maxlen={self.cfg.maxlen}; "
                              f"keep the last ones: history[:, -{self.cfg.maxlen}:]")
         real = history != 0  # (B, L)
-        x = self.item_emb(history) + self.pos_emb(self.positions(real))  # (B, L, D)
+        if self.features is None:
+            items = self.item_emb(history)  # (B, L, D)
+        else:
+            items = F.embedding(history, self.item_table() if table is None else table)  # (B, L, D)
+        x = items + self.pos_emb(self.positions(real))  # (B, L, D)
         x = self.drop(x) * real[..., None]
         mask = attention_mask(history)  # (B, 1, L, L)
         attn = []
@@ -192,17 +231,23 @@ class SASRec(SequentialRecommender):
 
     def score(self, history: Tensor, candidates: Tensor | None = None) -> Tensor:
         check_history(history, self.n_items, candidates)
-        return score_last_position(self.forward(history), self.item_emb, candidates)
+        if self.features is None:
+            return score_last_position(self.forward(history), self.item_emb, candidates)
+        table = self.item_table()  # (N+1, D) once for input and output
+        h = self.forward(history, table=table)[:, -1]  # (B, D)
+        return gather_candidates(h @ table.T, candidates)  # (B, N+1) or (B, C)
 
     def loss(self, batch) -> Tensor:
-        hidden = self.forward(batch.inputs)  # (B, L, D)
+        table = self.item_table()  # (N+1, D): item_emb.weight without features
+        hidden = self.forward(batch.inputs, table=table)  # (B, L, D)
         if self.cfg.loss == "ce":
-            return full_softmax_loss(hidden, batch.targets, self.item_emb.weight)
+            return full_softmax_loss(hidden, batch.targets, table)
         has = batch.targets > 0  # (B, L) positions with a target
         if batch.negatives is None:
             raise ValueError("loss='bce' needs batch.negatives; build batches with n_negatives > 0")
-        pos = (hidden * self.item_emb(batch.targets)).sum(-1)  # (B, L)
-        neg = (hidden[:, :, None] * self.item_emb(batch.negatives)).sum(-1)  # (B, L, K)
+        emb = self.item_emb if self.features is None else (lambda ids: F.embedding(ids, table))
+        pos = (hidden * emb(batch.targets)).sum(-1)  # (B, L)
+        neg = (hidden[:, :, None] * emb(batch.negatives)).sum(-1)  # (B, L, K)
         lp = F.binary_cross_entropy_with_logits(pos[has], torch.ones_like(pos[has]), reduction="sum")
         ln = F.binary_cross_entropy_with_logits(neg[has], torch.zeros_like(neg[has]), reduction="sum")
         return (lp + ln) / has.sum().clamp(min=1)

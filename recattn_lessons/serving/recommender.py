@@ -113,7 +113,7 @@ class Recommender:
         runs have no checkpoint: their counts are refitted.
         """
         from ..train.config import TrainConfig
-        from ..train.loop import load_dataset, model_hparams
+        from ..train.loop import build_model, load_dataset
 
         run_dir = Path(run_dir)
         path = run_dir / "metrics.json"
@@ -124,7 +124,7 @@ class Recommender:
         cfg = TrainConfig(**{**json.loads(path.read_text())["config"], "progress": False})
         data = load_dataset(cfg.dataset, cfg.tie_seed) if data is None else data
         split = leave_one_out(data)
-        model = models.build(cfg.model, data.n_items, **model_hparams(cfg))
+        model = build_model(cfg, data)  # with the run's item features, if it had any
         model.fit_counts(split.train)
         if model.trainable:
             ck = run_dir / "last.pt"

@@ -57,6 +57,9 @@ def why_not_cached(model) -> str | None:
     if not isinstance(model, SASRec):
         return (f"{type(model).__name__} is not a self-attention model with a KV cache here: "
                 "every top() recomputes")
+    if getattr(model, "features", None) is not None:
+        return ("the KV cache embeds items by id only and this model fuses item features "
+                "(lesson 09): every top() recomputes with the fused table")
     if model.cfg.positions != "left":
         return ("exact cache impossible because positions move: with right-aligned positions "
                 "each append shifts every earlier item's position, so every key and value "

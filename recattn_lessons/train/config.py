@@ -53,6 +53,9 @@ class TrainConfig:
     loss: Literal["ce", "bce", "sampled", "gbce"] = "ce"  # ce: full softmax (all); sasrec: bce; din, hstu: sampled; hstu: gbce
     n_negatives: int | None = None  # training negatives (None: model default)
     attention: str | None = None  # sasrec: fused/reference; din: mlp/dot
+    # lesson 09, sasrec only: side information fused with item ids, built from the data
+    item_features: tuple[str, ...] = ()  # () = ids only; "genres", "title" (CLI: genres,title)
+    fusion: Literal["sum", "concat", "cross"] = "sum"  # how item_features join the id embedding
     model_args: dict = field(default_factory=dict)  # any other model hyper-parameter
     # evaluation
     eval_batch_size: int = 128  # users scored at once
@@ -63,7 +66,7 @@ class TrainConfig:
         return replace(self, **changes)
 
     def to_dict(self) -> dict:
-        return asdict(self)
+        return {**asdict(self), "item_features": list(self.item_features)}  # as JSON has it
 
     @classmethod
     def quick(cls, **changes) -> "TrainConfig":
@@ -92,6 +95,7 @@ class TrainConfig:
         return cls(**{**base, **changes})
 
     def __post_init__(self) -> None:
+        self._check_item_features()
         if self.dataset not in DATASETS:
             raise ValueError(f"unknown dataset {self.dataset!r}; choose one of {list(DATASETS)}")
         if self.device not in ("auto", "cpu", "cuda"):
@@ -114,3 +118,20 @@ class TrainConfig:
             raise ValueError(f"lr must be positive, got {self.lr}")
         if self.patience < 1 or self.min_epochs < 0:
             raise ValueError("patience must be >= 1 and min_epochs >= 0")
+
+    def _check_item_features(self) -> None:
+        """Normalise ``item_features`` to a tuple (the CLI and JSON give "a,b" or a list)."""
+        kinds = self.item_features
+        if isinstance(kinds, str):
+            kinds = [k.strip() for k in kinds.split(",") if k.strip() and k.strip().lower() != "none"]
+        kinds = tuple(kinds)
+        object.__setattr__(self, "item_features", kinds)
+        allowed = ("genres", "title")
+        if any(k not in allowed for k in kinds) or len(set(kinds)) != len(kinds):
+            raise ValueError(f"item_features must be distinct names among {list(allowed)}, got {list(kinds)}")
+        if self.fusion not in ("sum", "concat", "cross"):
+            raise ValueError(f"fusion must be sum, concat or cross, got {self.fusion!r}")
+        if kinds and self.model != "sasrec":
+            raise ValueError(f"item_features are used by model sasrec only, not {self.model!r}")
+        if self.fusion != "sum" and not kinds:
+            raise ValueError(f"fusion={self.fusion!r} needs item_features (e.g. genres,title)")

@@ -47,9 +47,11 @@ from .config import TrainConfig
 from .distributed import Dist, launch, wrap
 from .evaluate import eval_negatives, evaluate
 
-__all__ = ["Result", "run", "load_dataset", "resolve_device", "model_hparams", "TrainingDiverged", "ddp_loss"]
+__all__ = ["Result", "run", "load_dataset", "resolve_device", "model_hparams", "build_model",
+           "TrainingDiverged", "ddp_loss"]
 
-COMMON = ("maxlen", "d_model", "n_heads", "n_blocks", "dropout", "loss", "n_negatives", "attention")
+COMMON = ("maxlen", "d_model", "n_heads", "n_blocks", "dropout", "loss", "n_negatives", "attention",
+          "fusion")
 
 
 class TrainingDiverged(FloatingPointError):
@@ -93,6 +95,16 @@ def model_hparams(cfg: TrainConfig) -> dict:
     accepted = models.hparam_names(cfg.model)
     hp = {k: getattr(cfg, k) for k in COMMON if k in accepted and getattr(cfg, k) is not None}
     return {**hp, **cfg.model_args}
+
+
+def build_model(cfg: TrainConfig, data: Interactions) -> models.SequentialRecommender:
+    """``cfg.model`` for ``data``; with ``cfg.item_features`` (lesson 09) the model also
+    gets the items' feature tokens, built from ``data`` (they are data, not hyper-parameters)."""
+    tokens = None
+    if cfg.item_features:
+        from ..data.item_features import feature_tokens
+        tokens, _ = feature_tokens(data, cfg.item_features)  # (N+1, T)
+    return models.build(cfg.model, data.n_items, item_tokens=tokens, **model_hparams(cfg))
 
 
 def cpu_has_bf16() -> bool:
@@ -148,7 +160,7 @@ def _run(config: TrainConfig, data: Interactions | None, d: Dist) -> Result:
     torch.manual_seed(cfg.seed)  # model initialisation and dropout
     gen = torch.Generator().manual_seed(cfg.seed)  # batches and negatives
     dtype = getattr(torch, cfg.dtype)  # float64 in lessons: CPU-independent digits (config.quick)
-    model = models.build(cfg.model, data.n_items, **model_hparams(cfg)).to(device=device, dtype=dtype)
+    model = build_model(cfg, data).to(device=device, dtype=dtype)
     model.fit_counts(split.train)
     d.seed_dropout(cfg.seed)  # DDP: same initial weights everywhere, but each rank its own dropout
     windows = train_subset(sliding_windows(split.train, cfg.maxlen, cfg.stride), len(split.train),
@@ -169,7 +181,8 @@ def _run(config: TrainConfig, data: Interactions | None, d: Dist) -> Result:
             ck = load_checkpoint(out / "last.pt")
             keep = ("epochs", "patience", "min_epochs", "device", "progress", "resume",
                     "max_train_seconds", "eval_batch_size", "out", "compile")
-            old = {k: v for k, v in ck["config"].items() if k not in keep}
+            old = {"item_features": [], "fusion": "sum",  # checkpoints from before lesson 09
+                   **{k: v for k, v in ck["config"].items() if k not in keep}}
             new = {k: v for k, v in cfg.to_dict().items() if k not in keep}
             if old != new:
                 diff = sorted(k for k in new if old.get(k) != new[k])
