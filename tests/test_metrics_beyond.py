@@ -194,3 +194,30 @@ def test_top_k_lists_agree_with_full_ranks():
     assert repeats > 0  # the case where a seen target must still compete is exercised
     with pytest.raises(ValueError, match="k must lie"):
         top_k_lists(model, split, "test", 8, k=0)
+
+
+
+def test_partial_coverage_and_the_messages_name_the_numbers(toy):
+    feats, top, counts = toy
+    few = torch.tensor([[1, 2], [2, 3]])
+    assert metrics.catalog_coverage(few, N_ITEMS) == pytest.approx(3 / N_ITEMS)
+    for call in (lambda: metrics.intra_list_diversity(torch.tensor([[1, 31]]), feats),
+                 lambda: metrics.genre_calibration(torch.tensor([[1, 31]]), [top[0]], feats)):
+        with pytest.raises(ValueError, match=r"outside 1\.\.30 \(min 1, max 31\)"):
+            call()
+    with pytest.raises(ValueError, match=r"integer tensor \(U, k\) of item ids; got list"):
+        metrics.catalog_coverage([[1, 2]], N_ITEMS)
+    with pytest.raises(ValueError, match=r"got shape \(3,\), dtype torch.int64"):
+        metrics.catalog_coverage(torch.tensor([1, 2, 3]), N_ITEMS)
+    with pytest.raises(ValueError, match=r"must be a \(n_items \+ 1, n_features\) multi-hot tensor \(row 0 = padding\)"):
+        metrics.intra_list_diversity(top, feats[1])
+    with pytest.raises(ValueError, match=r"^item_popularity must be a 1-D tensor \(n_items \+ 1,\) of interaction counts$"):
+        metrics.novelty(top, [1, 2, 3])
+    with pytest.raises(ValueError, match="^item_popularity holds negative counts$"):
+        metrics.novelty(top, counts - 100)
+    with pytest.raises(ValueError, match="alpha must lie in"):
+        metrics.genre_calibration(top[:1], [top[0]], feats, alpha=1.0)
+    with pytest.raises(ValueError, match="histories has 3 users but top_items has 40 rows"):
+        metrics.genre_calibration(top, [top[0]] * 3, feats)
+    with pytest.raises(ValueError, match=r"item id 31 but item_features has rows for ids 0\.\.30"):
+        metrics.genre_calibration(top[:1], [torch.tensor([2, 31])], feats)

@@ -120,3 +120,27 @@ def test_rerank_bad_input(case):
         calibrated_rerank(items * 0, scores, hists, feats)
     with pytest.raises(ValueError, match="histories has 2"):
         calibrated_rerank(items, scores, hists[:2], feats)
+
+
+def test_relevance_scales_each_row_to_0_1_and_a_constant_row_to_ones():
+    from recattn_lessons.serving.rerank import relevance
+    got = relevance(torch.tensor([[2.0, 4.0, 3.0], [-5.0, -1.0, -3.0], [7.0, 7.0, 7.0], [0.1, 0.3, 0.2]]))
+    want = torch.tensor([[0.0, 1.0, 0.5], [0.0, 1.0, 0.5], [1.0, 1.0, 1.0], [0.0, 1.0, 0.5]])
+    assert torch.allclose(got, want)  # the last row spans 0.2 < 1: still scaled to [0, 1]
+
+
+def test_more_bad_input_is_named(case):
+    feats, items, scores, hists = case
+    assert mmr_rerank(items, scores, feats, k=1).shape == (9, 1)  # k = 1 and k = C are allowed
+    assert mmr_rerank(items, scores, feats, k=12).shape == (9, 12)
+    assert mmr_rerank(items, scores, feats).shape == calibrated_rerank(items, scores, hists, feats).shape == (9, 10)
+    with pytest.raises(ValueError, match=r"^scores hold inf or NaN: pass the model's finite scores of real candidates$"):
+        mmr_rerank(items, scores.masked_fill(scores > 1, float("nan")), feats)
+    with pytest.raises(ValueError, match=r"ids 1\.\.40 and item_features an \(n_items \+ 1, F\) matrix"):
+        mmr_rerank(items.clamp(max=40) + 1, scores, feats)  # id 41 > N
+    with pytest.raises(ValueError, match="ids 1"):
+        mmr_rerank(items, scores, feats[:, 0])  # 1-D features
+    with pytest.raises(ValueError, match="lam"):
+        calibrated_rerank(items, scores, hists, feats, lam=1.5)
+    with pytest.raises(ValueError, match="histories has 2 users but items has 9 rows"):
+        calibrated_rerank(items, scores, hists[:2], feats)

@@ -102,7 +102,9 @@ def calibrated_rerank(items: Tensor, scores: Tensor, histories: list[Tensor], it
     ``p_u`` the genre distribution of the user's history, ``q~`` the list's, smoothed by
     ``alpha`` towards ``p_u`` (the definitions of
     :func:`~recattn_lessons.metrics.genre_calibration`, which measures the result).
-    ``histories``: one 1-D id tensor per user. ``lam = 0`` keeps the model's order.
+    ``histories``: one 1-D id tensor per user. ``lam = 0`` keeps the model's order. The sum
+    over the items already in ``S`` is the same for every candidate of a step, so the greedy
+    argmax only needs ``(1 - lam) * rel(i) - lam * KL``.
     """
     if not 0.0 <= lam <= 1.0:
         raise ValueError(f"lam must lie in [0, 1] (0 = the model's order), got {lam}")
@@ -118,17 +120,15 @@ def calibrated_rerank(items: Tensor, scores: Tensor, histories: list[Tensor], it
     rows = torch.arange(U)
     taken = torch.zeros(U, C, dtype=torch.bool)
     mass = torch.zeros_like(p)  # (U, G) sum of w(g|j) over the picks
-    utility = torch.zeros(U, 1, dtype=torch.float64)
     picks = []
     for n in range(1, k + 1):
         q = (mass[:, None, :] + cand) / n  # (U, C, G) the list's genres if candidate i is added
         q = (1 - alpha) * q + alpha * p[:, None, :]
         kl = torch.where(p[:, None, :] > 0, p[:, None, :] * torch.log(p[:, None, :] / q),
                          torch.zeros_like(q)).sum(-1)  # (U, C)
-        gain = ((1 - lam) * (utility + rel) - lam * kl).masked_fill(taken, float("-inf"))
+        gain = ((1 - lam) * rel - lam * kl).masked_fill(taken, float("-inf"))  # (U, C)
         best = gain.argmax(dim=1)  # (U,)
         picks.append(best)
         taken[rows, best] = True
         mass = mass + cand[rows, best]
-        utility = utility + rel[rows, best][:, None]
     return items.gather(1, torch.stack(picks, dim=1))
