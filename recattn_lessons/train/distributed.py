@@ -178,6 +178,12 @@ def launch(device: torch.device, timeout: datetime.timedelta = TIMEOUT) -> Itera
         dist.init_process_group("nccl" if device.type == "cuda" else "gloo", timeout=timeout)
     try:
         yield Dist(rank, world, local, device)
-    finally:
-        if owned:
+    except BaseException:
+        if owned:  # no barrier: the other ranks may never arrive (torchrun stops them)
             dist.destroy_process_group()
+        raise
+    if owned:
+        # every rank done before any tears gloo down: a rank that left first once made the
+        # other abort at exit ("terminate called without an active exception", SIGABRT)
+        dist.barrier()
+        dist.destroy_process_group()
