@@ -14,6 +14,7 @@ from torch import nn
 
 from recattn_lessons import attention as A
 from recattn_lessons.grading import EXERCISES, check, exercises_beyond, exercises_generative, exercises_serving
+from recattn_lessons.grading import exercises_semantic
 
 NEG = float("-inf")
 
@@ -294,8 +295,9 @@ def test_known_bug_is_rejected_and_named(exercise_id, fn, named):
 
 
 def test_every_exercise_has_at_least_two_buggy_versions():
-    elsewhere = {ex.id for mod in (exercises_serving, exercises_generative, exercises_beyond)  # tested in
-                 for ex in mod.EXERCISES}  # test_grading_mutants_serving.py / _generative.py / _beyond.py
+    elsewhere = {ex.id for mod in (exercises_serving, exercises_generative, exercises_beyond,  # tested in
+                                   exercises_semantic)  # test_grading_mutants_serving.py / _generative.py
+                 for ex in mod.EXERCISES}  # / _beyond.py / _semantic.py
     counts = {eid: sum(b[0] == eid for b in BUGS) for eid in EXERCISES if eid not in elsewhere}
     assert min(counts.values()) >= 2, counts
 

@@ -224,7 +224,7 @@ def test_cli_parses_item_features_and_fusion():
     assert TrainConfig(item_features=["title"]).item_features == ("title",)  # JSON gives lists
     with pytest.raises(ValueError, match="item_features must be"):
         TrainConfig(item_features="genres,colour")
-    with pytest.raises(ValueError, match="needs item_features"):
+    with pytest.raises(ValueError, match="needs item_features with tokens"):
         TrainConfig(fusion="concat")
     with pytest.raises(ValueError, match="sasrec only"):
         TrainConfig(model="din", item_features=("genres",))

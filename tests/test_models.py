@@ -16,6 +16,9 @@ HIST = torch.tensor([[0, 0, 0, 3, 4, 5, 6, 7],
 def make(name, **kw):
     torch.manual_seed(0)
     hp = {} if name == "popularity" else {"maxlen": 8, "d_model": 16}
+    if name == "genret":  # lesson 10: it writes items as semantic IDs (random ones here)
+        from recattn_lessons.items.semantic_ids import build_semantic_ids
+        kw = {"semantic_ids": build_semantic_ids(None, "random", levels=2, codebook_size=4, n_items=N), **kw}
     m = build(name, N, **{**hp, **kw})
     m.fit_counts([torch.tensor([1, 2, 2, 3, 3, 3])])
     return m.eval()

@@ -14,6 +14,11 @@ Users with fewer than ``min_length`` (default 3) items cannot give one
 training item plus two held-out items; they are **left out** of the split
 (``Split.users`` lists the kept users' indices, ``Split.n_dropped`` counts
 the others). MovieLens has no such users (every user rated 20+ movies).
+
+Cold items (lesson 10): :func:`hold_out_items` removes a seeded share of the
+items from every training sequence, so no model learns anything about them
+from interactions; they still occur as held-out targets and in the histories
+read at evaluation, as a new film would.
 """
 
 from __future__ import annotations
@@ -25,7 +30,8 @@ from torch import Tensor
 
 from .movielens import Interactions
 
-__all__ = ["Split", "leave_one_out", "histories", "left_pad", "cold_targets"]
+__all__ = ["Split", "leave_one_out", "histories", "left_pad", "cold_targets", "hold_out_items",
+           "held_out_item_ids"]
 
 
 @dataclass(frozen=True)
@@ -127,3 +133,29 @@ def cold_targets(split: Split) -> dict[str, int]:
     return {"n_users": split.n_users,
             "n_cold_valid": int((~seen[split.valid_target]).sum()),
             "n_cold_test": int((~seen[split.test_target]).sum())}
+
+
+def held_out_item_ids(n_items: int, fraction: float, seed: int) -> Tensor:
+    """``(round(fraction * n_items),)`` sorted item ids drawn uniformly, seeded by ``seed``."""
+    if not 0.0 <= fraction < 1.0:
+        raise ValueError(f"the share of held-out items must lie in [0, 1), got {fraction}")
+    g = torch.Generator().manual_seed(7_919 * seed + 13)
+    n = round(fraction * n_items)
+    return (torch.randperm(n_items, generator=g)[:n] + 1).sort().values
+
+
+def hold_out_items(split: Split, fraction: float, seed: int = 0) -> tuple[Split, Tensor]:
+    """``(split without those items in training, cold item ids)``: lesson 10's cold items.
+
+    A share ``fraction`` of the items (:func:`held_out_item_ids`) is deleted from every
+    user's training sequence; the validation and test targets are kept, so some users'
+    targets are items no model was trained on. ``fraction=0`` returns ``split`` unchanged.
+    """
+    cold = held_out_item_ids(split.n_items, fraction, seed)
+    if not len(cold):
+        return split, cold
+    is_cold = torch.zeros(split.n_items + 1, dtype=torch.bool)
+    is_cold[cold] = True
+    train = [t[~is_cold[t]] for t in split.train]
+    return Split(train=train, valid_target=split.valid_target, test_target=split.test_target,
+                 users=split.users, n_items=split.n_items, n_dropped=split.n_dropped), cold

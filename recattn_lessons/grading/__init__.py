@@ -13,7 +13,7 @@ from typing import Callable
 import torch
 
 from recattn_lessons.grading import exercises_attention, exercises_beyond, exercises_bugs, exercises_modules
-from recattn_lessons.grading import exercises_generative, exercises_recsys, exercises_serving
+from recattn_lessons.grading import exercises_generative, exercises_recsys, exercises_semantic, exercises_serving
 from recattn_lessons.grading.core import CheckFailure, CheckResult, Exercise, is_stub, learner_error
 from recattn_lessons.grading.guard import DEFAULT_TIMEOUT, BoundedBuffer, CheckTimeout, guarded
 from recattn_lessons.grading.hints import hint
@@ -22,7 +22,8 @@ __all__ = ["check", "hint", "CheckResult", "EXERCISES", "get_exercise"]
 
 EXERCISES: dict[str, Exercise] = {
     e.id: e for mod in (exercises_attention, exercises_recsys, exercises_modules, exercises_bugs,
-                        exercises_serving, exercises_generative, exercises_beyond)
+                        exercises_serving, exercises_generative, exercises_beyond,
+                        exercises_semantic)
     for e in mod.EXERCISES
 }
 

@@ -189,6 +189,32 @@ HINTS: dict[str, tuple[str, ...]] = {
         "weights = softmax(scores.masked_fill(~feature_mask, -inf), -1).nan_to_num(0.0) (an "
         "item without tokens: zero weights); fused = id_emb + (weights[:, :, None] * v).sum(1).",
     ),
+    "residual_quantize": (
+        "Each residual (a row of the (N, D) input) takes the index of its nearest codebook "
+        "row in squared Euclidean distance; what the code vector does not explain is passed on.",
+        "dist = torch.cdist(residual, codebook) ** 2 -> (N, K), or expanded: (codebook ** 2)"
+        ".sum(1) - 2 * residual @ codebook.T (||r||^2 is the same for every code, ||c||^2 "
+        "is not). Take the argmin over the codes, dim=1.",
+        "codes = dist.argmin(dim=1) (long, the first minimum on ties); quantized = "
+        "codebook[codes] -> (N, D); return codes, quantized, residual - quantized.",
+    ),
+    "constrained_beam_step": (
+        "Score every continuation (beam w, token v) as beam_scores[b, w] + log_probs[b, w, v], "
+        "give the ones the trie forbids -inf, and keep the beam_size best of all W * V "
+        "together.",
+        "total = (beam_scores[:, :, None] + log_probs).masked_fill(~allowed, float('-inf')) "
+        "-> (B, W, V); flatten to (B, W * V): flat index i is beam i // V, token i % V.",
+        "scores, i = total.reshape(B, W * V).topk(beam_size, dim=1) (sorted, best first); "
+        "return scores, i // V, i % V. Where a score is -inf, parent and token may be anything.",
+    ),
+    "codebook_usage": (
+        "Count how many of the codebook_size codes at least one item uses, and divide by "
+        "codebook_size (not by the number of items).",
+        "torch.unique(codes).numel() counts each used code once; or mark a (K,) bool tensor: "
+        "used = torch.zeros(codebook_size, dtype=torch.bool); used[codes] = True.",
+        "return torch.unique(codes).numel() / codebook_size (or float(used.float().mean())): "
+        "the unused codes above codes.max() count in the denominator too.",
+    ),
 }
 
 

@@ -20,6 +20,11 @@ none):
   one query per item attending over its own tokens, padding masked
   (:func:`cross_attention_fusion`): the id chooses which of its features matter.
 
+Dense content (lesson 10): :class:`ContentProjection` adds a learned linear
+map of a fixed text embedding, ``e_i = E[i] + W t_i`` with ``t_i`` the item's
+text vector (:func:`recattn_lessons.items.text.item_text_embeddings`), so two
+films described alike start alike and a cold item is scored by its text.
+
 Row 0 (padding) of the table is always zero. NOTE, two shortcuts that change
 no number (tested against :func:`cross_attention_fusion` and
 ``MultiHeadAttention``): the cross fusion projects the token *vocabulary*
@@ -43,7 +48,7 @@ from torch import Tensor, nn
 
 from ..attention import MultiHeadAttention, masked_softmax, scaled_dot_scores
 
-__all__ = ["FUSIONS", "ItemEncoder", "cross_attention_fusion"]
+__all__ = ["FUSIONS", "ItemEncoder", "ContentProjection", "cross_attention_fusion"]
 
 FUSIONS = ("sum", "concat", "cross")
 
@@ -167,3 +172,31 @@ class ItemEncoder(nn.Module):
                 weights[idx, :t.shape[1]] = p[:, 0]
         attended = torch.cat(parts).index_select(0, torch.cat(rows).argsort())  # (N+1, D) item order
         return attended, weights
+
+
+class ContentProjection(nn.Module):
+    """``(N + 1, D)`` id table -> ``E[i] + W t_i`` for fixed content vectors ``t_i`` (lesson 10).
+
+    ``vectors`` ``(N + 1, E)`` float (row 0, the padding, all zero) are data, held as a
+    buffer and never trained; ``W`` ``(D, E)`` is learned, initialised at the scale of the
+    id embeddings (std ``D ** -0.5`` for unit-norm vectors). Row 0 of the output is zero.
+    """
+
+    def __init__(self, vectors: Tensor, d_model: int) -> None:
+        super().__init__()
+        if not isinstance(vectors, Tensor) or vectors.dim() != 2 or not vectors.is_floating_point():
+            shape = tuple(vectors.shape) if isinstance(vectors, Tensor) else type(vectors).__name__
+            raise ValueError(f"item vectors must be an (n_items + 1, E) float tensor, got {shape}; "
+                             "build them with recattn_lessons.items.text.item_text_embeddings")
+        if bool((vectors[0] != 0).any()):
+            raise ValueError("row 0 of the item vectors is the padding item and must be all 0")
+        self.register_buffer("vectors", vectors.clone())  # (N+1, E)
+        self.proj = nn.Linear(vectors.shape[1], d_model, bias=False)
+        nn.init.normal_(self.proj.weight, std=d_model ** -0.5)
+
+    def forward(self, id_table: Tensor) -> Tensor:
+        if id_table.dim() != 2 or id_table.shape[0] != self.vectors.shape[0]:
+            raise ValueError(f"id_table must be (n_items + 1 = {self.vectors.shape[0]}, D), "
+                             f"got {tuple(id_table.shape)}")
+        content = self.proj(self.vectors)  # (N+1, D); row 0 stays 0 (no bias)
+        return id_table + content

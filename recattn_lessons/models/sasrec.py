@@ -56,7 +56,10 @@ Design choices (and where we depart from the paper):
   (:class:`~recattn_lessons.models.item_encoder.ItemEncoder`, ``cfg.fusion``)
   into one table, computed once per forward and used both for the history
   and for scoring, so an item never trained on is scored by its features.
-  Without ``item_tokens`` the model is lesson 05's, parameter for parameter.
+  ``SASRec(cfg, item_vectors=...)`` (lesson 10) adds a learned projection of
+  fixed text embeddings (:class:`~recattn_lessons.models.item_encoder.ContentProjection`)
+  to that table instead of, or after, the tokens. Without ``item_tokens`` and
+  ``item_vectors`` the model is lesson 05's, parameter for parameter.
 """
 
 from __future__ import annotations
@@ -71,7 +74,7 @@ from torch import Tensor, nn
 from ..attention import MultiHeadAttention, masked_softmax, scaled_dot_scores
 from .base import (SequentialRecommender, check_history, full_softmax_loss, gather_candidates,
                    score_last_position)
-from .item_encoder import FUSIONS, ItemEncoder
+from .item_encoder import FUSIONS, ContentProjection, ItemEncoder
 
 __all__ = ["SASRecConfig", "SASRec", "attention_mask"]
 
@@ -158,7 +161,8 @@ class SASRec(SequentialRecommender):
 
     uses_item_features = True  # models.build may pass item_tokens
 
-    def __init__(self, cfg: SASRecConfig, item_tokens: Tensor | None = None) -> None:
+    def __init__(self, cfg: SASRecConfig, item_tokens: Tensor | None = None,
+                 item_vectors: Tensor | None = None) -> None:
         super().__init__()
         self.cfg, self.n_items = cfg, cfg.n_items
         self.n_negatives = cfg.n_negatives if cfg.loss == "bce" else 0
@@ -179,16 +183,30 @@ class SASRec(SequentialRecommender):
                                  f"got {tuple(item_tokens.shape)}")
             n_tokens = int(item_tokens.max()) + 1 if item_tokens.numel() else 1
             self.features = ItemEncoder(item_tokens, n_tokens, cfg.d_model, cfg.fusion)
+        self.content = None
+        if item_vectors is not None:
+            if item_vectors.dim() != 2 or item_vectors.shape[0] != cfg.n_items + 1:
+                raise ValueError(f"item_vectors must be (n_items + 1 = {cfg.n_items + 1}, E), "
+                                 f"got {tuple(item_vectors.shape)}")
+            self.content = ContentProjection(item_vectors, cfg.d_model)
+
+    @property
+    def ids_only(self) -> bool:
+        """True without item features or content: lesson 05's model."""
+        return self.features is None and self.content is None
 
     def item_table(self) -> Tensor:
         """``(N + 1, D)``: every item's representation, for the input and the scores.
 
-        The id embeddings, or with features their fusion (recomputed at each call,
-        so gradients reach the feature parameters).
+        The id embeddings, or with features their fusion, then plus the projected
+        content vectors (recomputed at each call, so gradients reach those parameters).
         """
-        if self.features is None:
-            return self.item_emb.weight
-        return self.features(self.item_emb.weight)
+        table = self.item_emb.weight  # (N+1, D)
+        if self.features is not None:
+            table = self.features(table)
+        if self.content is not None:
+            table = self.content(table)
+        return table
 
     def positions(self, real: Tensor) -> Tensor:
         """Position ids, ``(L,)`` for ``"right"``, ``(B, L)`` for ``"left"``.
@@ -215,7 +233,7 @@ class SASRec(SequentialRecommender):
             raise ValueError(f"history has length {L} > maxlen={self.cfg.maxlen}; "
                              f"keep the last ones: history[:, -{self.cfg.maxlen}:]")
         real = history != 0  # (B, L)
-        if self.features is None:
+        if self.ids_only:
             items = self.item_emb(history)  # (B, L, D)
         else:
             items = F.embedding(history, self.item_table() if table is None else table)  # (B, L, D)
@@ -231,7 +249,7 @@ class SASRec(SequentialRecommender):
 
     def score(self, history: Tensor, candidates: Tensor | None = None) -> Tensor:
         check_history(history, self.n_items, candidates)
-        if self.features is None:
+        if self.ids_only:
             return score_last_position(self.forward(history), self.item_emb, candidates)
         table = self.item_table()  # (N+1, D) once for input and output
         h = self.forward(history, table=table)[:, -1]  # (B, D)
@@ -245,7 +263,7 @@ class SASRec(SequentialRecommender):
         has = batch.targets > 0  # (B, L) positions with a target
         if batch.negatives is None:
             raise ValueError("loss='bce' needs batch.negatives; build batches with n_negatives > 0")
-        emb = self.item_emb if self.features is None else (lambda ids: F.embedding(ids, table))
+        emb = self.item_emb if self.ids_only else (lambda ids: F.embedding(ids, table))
         pos = (hidden * emb(batch.targets)).sum(-1)  # (B, L)
         neg = (hidden[:, :, None] * emb(batch.negatives)).sum(-1)  # (B, L, K)
         lp = F.binary_cross_entropy_with_logits(pos[has], torch.ones_like(pos[has]), reduction="sum")

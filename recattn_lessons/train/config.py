@@ -10,9 +10,11 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
-__all__ = ["TrainConfig", "DATASETS"]
+__all__ = ["TrainConfig", "DATASETS", "TOKEN_FEATURES", "TEXT_FEATURES"]
 
 DATASETS = ("movielens", "ml-1m", "ml-20m")  # ml-* need GroupLens downloads
+TOKEN_FEATURES = ("genres", "title")  # lesson 09: discrete tokens fused with the ids
+TEXT_FEATURES = ("text-e5", "text-tfidf")  # lesson 10: a dense text embedding per item
 
 
 @dataclass(frozen=True)
@@ -56,6 +58,9 @@ class TrainConfig:
     # lesson 09, sasrec only: side information fused with item ids, built from the data
     item_features: tuple[str, ...] = ()  # () = ids only; "genres", "title" (CLI: genres,title)
     fusion: Literal["sum", "concat", "cross"] = "sum"  # how item_features join the id embedding
+    # lesson 10: item_features may also name a text embedding, "text-e5" or "text-tfidf"
+    # (items.text), added to the id embedding through a learned projection
+    cold_items: float = 0.0  # share of items removed from every training sequence (data.splits)
     model_args: dict = field(default_factory=dict)  # any other model hyper-parameter
     # evaluation
     eval_batch_size: int = 128  # users scored at once
@@ -126,12 +131,16 @@ class TrainConfig:
             kinds = [k.strip() for k in kinds.split(",") if k.strip() and k.strip().lower() != "none"]
         kinds = tuple(kinds)
         object.__setattr__(self, "item_features", kinds)
-        allowed = ("genres", "title")
+        allowed = TOKEN_FEATURES + TEXT_FEATURES
         if any(k not in allowed for k in kinds) or len(set(kinds)) != len(kinds):
             raise ValueError(f"item_features must be distinct names among {list(allowed)}, got {list(kinds)}")
+        if sum(k in TEXT_FEATURES for k in kinds) > 1:
+            raise ValueError(f"pick one text embedding among {list(TEXT_FEATURES)}, got {list(kinds)}")
         if self.fusion not in ("sum", "concat", "cross"):
             raise ValueError(f"fusion must be sum, concat or cross, got {self.fusion!r}")
         if kinds and self.model != "sasrec":
             raise ValueError(f"item_features are used by model sasrec only, not {self.model!r}")
-        if self.fusion != "sum" and not kinds:
-            raise ValueError(f"fusion={self.fusion!r} needs item_features (e.g. genres,title)")
+        if self.fusion != "sum" and not any(k in TOKEN_FEATURES for k in kinds):
+            raise ValueError(f"fusion={self.fusion!r} needs item_features with tokens (genres, title)")
+        if not 0.0 <= self.cold_items < 1.0:
+            raise ValueError(f"cold_items is a share of the items, in [0, 1); got {self.cold_items}")

@@ -40,10 +40,10 @@ from recattn_lessons.progress import tqdm
 from .. import models
 from ..data.batching import SeenIndex, iterate_batches, sliding_windows, train_subset
 from ..data.movielens import Interactions
-from ..data.splits import Split, cold_targets, leave_one_out
+from ..data.splits import Split, cold_targets, hold_out_items, leave_one_out
 from .checkpoint import capture_rng, load_checkpoint, restore_rng, save_checkpoint
 from .compiling import CompiledLoss, use_compile
-from .config import TrainConfig
+from .config import TEXT_FEATURES, TOKEN_FEATURES, TrainConfig
 from .distributed import Dist, launch, wrap
 from .evaluate import eval_negatives, evaluate
 
@@ -98,13 +98,41 @@ def model_hparams(cfg: TrainConfig) -> dict:
 
 
 def build_model(cfg: TrainConfig, data: Interactions) -> models.SequentialRecommender:
-    """``cfg.model`` for ``data``; with ``cfg.item_features`` (lesson 09) the model also
-    gets the items' feature tokens, built from ``data`` (they are data, not hyper-parameters)."""
-    tokens = None
-    if cfg.item_features:
+    """``cfg.model`` for ``data``; with ``cfg.item_features`` the model also gets the items'
+    feature tokens (lesson 09) and/or text embeddings (lesson 10), built from ``data``
+    (they are data, not hyper-parameters). ``genret`` (lesson 10) gets its semantic IDs."""
+    if cfg.model == "genret":
+        return _generative_retriever(cfg, data)
+    tokens = vectors = None
+    token_kinds = tuple(k for k in cfg.item_features if k in TOKEN_FEATURES)
+    text_kinds = [k for k in cfg.item_features if k in TEXT_FEATURES]
+    if token_kinds:
         from ..data.item_features import feature_tokens
-        tokens, _ = feature_tokens(data, cfg.item_features)  # (N+1, T)
-    return models.build(cfg.model, data.n_items, item_tokens=tokens, **model_hparams(cfg))
+        tokens, _ = feature_tokens(data, token_kinds)  # (N+1, T)
+    if text_kinds:
+        from ..items.text import item_text_embeddings
+        vectors = item_text_embeddings(data, encoder=text_kinds[0].removeprefix("text-"),
+                                       progress=cfg.progress)  # (N+1, E)
+    return models.build(cfg.model, data.n_items, item_tokens=tokens, item_vectors=vectors,
+                        **model_hparams(cfg))
+
+
+SEMANTIC_ID_ARGS = {"ids": "rq-kmeans", "levels": 3, "codebook_size": 256, "text": "e5"}
+
+
+def _generative_retriever(cfg: TrainConfig, data: Interactions) -> models.SequentialRecommender:
+    """Lesson 10: semantic IDs from the items' text (``cfg.model_args`` keys ``ids``,
+    ``levels``, ``codebook_size``, ``text``; defaults :data:`SEMANTIC_ID_ARGS`), seeded
+    by ``cfg.seed``, then the generative retriever over them."""
+    from ..items.semantic_ids import build_semantic_ids
+    from ..items.text import item_text_embeddings
+    args = {**SEMANTIC_ID_ARGS, **{k: v for k, v in cfg.model_args.items() if k in SEMANTIC_ID_ARGS}}
+    emb = None if args["ids"] == "random" else item_text_embeddings(data, encoder=args["text"],
+                                                                    progress=cfg.progress)
+    ids = build_semantic_ids(emb, method=args["ids"], levels=args["levels"],
+                             codebook_size=args["codebook_size"], seed=cfg.seed, n_items=data.n_items)
+    hp = {k: v for k, v in model_hparams(cfg).items() if k not in SEMANTIC_ID_ARGS}
+    return models.build("genret", data.n_items, semantic_ids=ids, **hp)
 
 
 def cpu_has_bf16() -> bool:
@@ -154,7 +182,7 @@ def _run(config: TrainConfig, data: Interactions | None, d: Dist) -> Result:
     if getattr(data, "tie_seed", cfg.tie_seed) != cfg.tie_seed:  # issue 12 (H3)
         raise ValueError(f"data were loaded with tie_seed={data.tie_seed} but the config says "
                          f"tie_seed={cfg.tie_seed}; load them with the same seed")
-    split = leave_one_out(data)
+    split, cold = hold_out_items(leave_one_out(data), cfg.cold_items, cfg.seed)  # lesson 10
     out = Path(cfg.out) if cfg.out is not None else None
 
     torch.manual_seed(cfg.seed)  # model initialisation and dropout
@@ -181,7 +209,7 @@ def _run(config: TrainConfig, data: Interactions | None, d: Dist) -> Result:
             ck = load_checkpoint(out / "last.pt")
             keep = ("epochs", "patience", "min_epochs", "device", "progress", "resume",
                     "max_train_seconds", "eval_batch_size", "out", "compile")
-            old = {"item_features": [], "fusion": "sum",  # checkpoints from before lesson 09
+            old = {"item_features": [], "fusion": "sum", "cold_items": 0.0,  # checkpoints from before lessons 09, 10
                    **{k: v for k, v in ck["config"].items() if k not in keep}}
             new = {k: v for k, v in cfg.to_dict().items() if k not in keep}
             if old != new:
@@ -266,7 +294,8 @@ def _run(config: TrainConfig, data: Interactions | None, d: Dist) -> Result:
     valid = evaluate(model, split, "valid", negatives=negs["valid"], **ev)
     test = evaluate(model, split, "test", negatives=negs["test"], **ev)
     result = _metrics_json(cfg, device, st["epoch"], st["best_epoch"], st["seconds"], valid, test)
-    result["split"] = {"tie_seed": cfg.tie_seed, **cold_targets(split)}  # issue 12 (H3)
+    result["split"] = {"tie_seed": cfg.tie_seed, **cold_targets(split),  # issue 12 (H3)
+                       "n_held_out_items": len(cold)}  # lesson 10
     result["compiled"] = bool(compiled)
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
