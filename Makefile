@@ -49,7 +49,7 @@ exercises: venv
 # Results stay in mutants/: `.venv/bin/mutmut results`, `.venv/bin/mutmut show NAME`.
 MUTATION_TIMEOUT ?= 25m
 MUTATION_TARGETS ?= recattn_lessons.train.* recattn_lessons.models.* recattn_lessons.serving.* \
-                    recattn_lessons.metrics.beyond.* recattn_lessons.simulation.*
+                    recattn_lessons.metrics.beyond.* recattn_lessons.simulation.* recattn_lessons.items.*
 MUTATION_GRADING ?= recattn_lessons.grading.*
 MUTMUT := OMP_NUM_THREADS=1 timeout $(MUTATION_TIMEOUT) $(BIN)/mutmut run --max-children 1
 

@@ -3,9 +3,10 @@
 Usage::
 
     python benchmarks/semantic_ids.py ids                      # semantic IDs and their diagnostics
-    python benchmarks/semantic_ids.py train --only sasrec-text genret-rq --threads 1
+    python benchmarks/semantic_ids.py train --only sasrec-text genret-rq --threads 1 --save runs/lesson10
     python benchmarks/semantic_ids.py train --only sasrec genret-random --cold 0.05 --threads 1
-    python benchmarks/semantic_ids.py decode --threads 1       # decoding cost, invalid IDs
+    python benchmarks/semantic_ids.py decode --threads 1       # decoding cost, invalid IDs (reads
+                                                               # runs/lesson10/genret-rq-cold0-seed0.pt)
     python benchmarks/semantic_ids.py render                   # the BENCHMARKS.md section
 
 Every method trains on the benchmark's split (MovieLens, random order of same-second
@@ -204,6 +205,79 @@ def cmd_ids(args) -> int:
     return 0
 
 
+def _ms_per_user(fn, histories, batch: int = 128, repeats: int = 2) -> float:
+    """Best of ``repeats`` passes over every user, in milliseconds per user."""
+    best = float("inf")
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        for lo in range(0, len(histories), batch):
+            fn(histories[lo:lo + batch])
+        best = min(best, time.perf_counter() - t0)
+    return 1000 * best / len(histories)
+
+
+def cmd_decode(args) -> int:
+    """Decoding cost of every retrieval path, one process, ratios to exact top-k, and the
+    share of invalid IDs the generative retriever writes with and without the trie."""
+    import faiss
+    import torch
+
+    from recattn_lessons.data.splits import histories, leave_one_out
+    from recattn_lessons.train.loop import build_model, load_dataset
+
+    torch.set_num_threads(args.threads or 1)
+    faiss.omp_set_num_threads(args.threads or 1)
+    data = load_dataset("movielens", 0)
+    split = leave_one_out(data)
+    gcfg, scfg = config("genret-rq", 0, 0.0), config("sasrec", 0, 0.0)
+    genret = build_model(gcfg, data)
+    genret.load_state_dict(torch.load(args.weights / "genret-rq-cold0-seed0.pt"))
+    genret.eval()
+    sasrec = build_model(scfg, data).eval()  # cost does not depend on the weights
+    hs, hg = histories(split, "test", scfg.maxlen), histories(split, "test", gcfg.maxlen)
+    table = sasrec.item_table().detach().contiguous().numpy()  # (N+1, D)
+    flat = faiss.IndexFlatIP(table.shape[1])
+    flat.add(table[1:])
+    hnsw = faiss.IndexHNSWFlat(table.shape[1], 32, faiss.METRIC_INNER_PRODUCT)
+    hnsw.add(table[1:])
+
+    def user_vectors(h):
+        return sasrec.forward(h)[:, -1].contiguous().numpy()
+
+    rows = []
+    with torch.no_grad():
+        rows.append({"name": "SASRec, score every item + exact top 10",
+                     "ms_per_user": _ms_per_user(lambda h: sasrec.score(h).topk(10), hs)})
+        rows.append({"name": "SASRec state + FAISS flat inner product",
+                     "ms_per_user": _ms_per_user(lambda h: flat.search(user_vectors(h), 10), hs)})
+        rows.append({"name": "SASRec state + FAISS HNSW (M=32)",
+                     "ms_per_user": _ms_per_user(lambda h: hnsw.search(user_vectors(h), 10), hs)})
+        for beam in (10, 20, 50):
+            rows.append({"name": f"generative retrieval, beam {beam}, trie-constrained",
+                         "ms_per_user": _ms_per_user(lambda h: genret.generate(h, beam_size=beam, k=10), hg,
+                                                     repeats=1)})
+        for constrained in (True, False):
+            items, scores, _ = genret.generate(hg, beam_size=20, k=10, constrained=constrained)
+            live = scores > float("-inf")
+            invalid = float(((items == 0) & live).sum() / live.sum())
+            name = f"generative retrieval, beam 20, {'with' if constrained else 'without'} the trie"
+            rows.append({"name": name, "invalid_share": invalid,
+                         "ms_per_user": _ms_per_user(
+                             lambda h: genret.generate(h, beam_size=20, k=10, constrained=constrained), hg,
+                             repeats=1)})
+    out = {"note": f"All {split.n_users} MovieLens users at test time, batches of 128, "
+                   f"{torch.get_num_threads()} thread(s), one process ({environment('cpu')['cpu']}). "
+                   "Generative retrieval: RQ-k-means IDs (4 tokens per item), seed-0 weights, the last 20 "
+                   "items; every beam step reruns the transformer over history + prefix (no KV cache). "
+                   "SASRec reads the last 50 items. 'Invalid IDs': share of the top-10 slots whose "
+                   "written tuple is no item.",
+           "rows": rows}
+    (OUT / "decode.json").write_text(json.dumps(out, indent=1) + "\n")
+    for r in rows:
+        print(f"{r['name']:60s} {r['ms_per_user']:8.3f} ms/user {r.get('invalid_share', '')}")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="cmd", required=True)
@@ -218,18 +292,21 @@ def main(argv: list[str] | None = None) -> int:
     i.add_argument("--threads", type=int, default=None)
     d = sub.add_parser("decode", help="decoding cost and invalid IDs")
     d.add_argument("--threads", type=int, default=None)
+    d.add_argument("--weights", type=Path, default=ROOT / "runs" / "lesson10",
+                   help="where `train --save` put the weights (runs/ is git-ignored)")
     sub.add_parser("render", help="rebuild the BENCHMARKS.md section")
     args = p.parse_args(argv)
     if args.cmd == "train":
         return cmd_train(args)
     if args.cmd == "ids":
         return cmd_ids(args)
+    if args.cmd == "decode":
+        return cmd_decode(args)
     if args.cmd == "render":
         from semantic_ids_report import write_section  # noqa: E402  (pure tables, tested)
 
         write_section(ROOT / "BENCHMARKS.md", OUT, RESULTS / "lesson09")
         return 0
-    raise SystemExit(f"{args.cmd}: not written yet")
 
 
 if __name__ == "__main__":

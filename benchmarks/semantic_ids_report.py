@@ -19,7 +19,7 @@ from sections import markers, splice  # noqa: E402
 
 from recattn_lessons import metrics  # noqa: E402
 
-__all__ = ["load_runs", "comparison_rows", "comparison_table", "verdicts", "cold_rows", "cold_table",
+__all__ = ["load_runs", "seed_ndcgs", "comparison_rows", "comparison_table", "verdicts", "cold_rows", "cold_table",
            "ids_table", "decode_table", "render_section", "write_section", "NAMES"]
 
 NAMES = {
@@ -51,6 +51,11 @@ def _per_user_ndcg(row: dict) -> torch.Tensor:
     return metrics.per_user(torch.tensor(row["test_ranks_full"]), 10)["ndcg@10"]  # (U,)
 
 
+def seed_ndcgs(runs: dict, method: str, cold: float) -> list[float]:
+    """Test NDCG@10 of each seed of ``method`` at this cold share, in seed order."""
+    return [float(_per_user_ndcg(runs[k]).mean()) for k in sorted(runs) if k[0] == method and k[1] == cold]
+
+
 def _mean_std(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
@@ -63,7 +68,7 @@ def comparison_rows(runs: dict, cold: float = 0.0, baseline: str = "sasrec", n_b
     rows = []
     for m in methods:
         seeds = sorted(s for (mm, c, s) in runs if mm == m and c == cold)
-        ndcg = [float(_per_user_ndcg(runs[(m, cold, s)]).mean()) for s in seeds]
+        ndcg = seed_ndcgs(runs, m, cold)
         hr = [metrics.summarize(torch.tensor(runs[(m, cold, s)]["test_ranks_full"]), 10)["hr@10"] for s in seeds]
         row = {"method": m, "seeds": seeds, "ndcg@10": _mean_std(ndcg), "hr@10": _mean_std(hr)}
         paired = [s for s in seeds if (baseline, cold, s) in runs]
