@@ -5,6 +5,7 @@ Usage::
     python benchmarks/semantic_ids.py ids                      # semantic IDs and their diagnostics
     python benchmarks/semantic_ids.py train --only sasrec-text genret-rq --threads 1 --save runs/lesson10
     python benchmarks/semantic_ids.py train --only sasrec genret-random --cold 0.05 --threads 1
+    python benchmarks/semantic_ids.py train --dataset ml-1m             # full mode: rows in lesson10/ml-1m/
     python benchmarks/semantic_ids.py decode --threads 1       # decoding cost, invalid IDs (reads
                                                                # runs/lesson10/genret-rq-cold0-seed0.pt)
     python benchmarks/semantic_ids.py render                   # the BENCHMARKS.md section
@@ -57,16 +58,21 @@ SEEDS = (0, 1, 2)
 LESSON09_SASREC = RESULTS / "lesson09" / "topk-sasrec-lr0.001-dropout0.2-seed{seed}.json"
 
 
-def run_file(method: str, seed: int, cold: float) -> Path:
-    return OUT / f"run-{method}-cold{cold:g}-seed{seed}.json"
+def out_dir(dataset: str = "movielens") -> Path:
+    """MovieLens rows in ``lesson10/``; another dataset's in ``lesson10/<dataset>/`` (never mixed)."""
+    return OUT if dataset == "movielens" else OUT / dataset
 
 
-def config(method: str, seed: int, cold: float):
+def run_file(method: str, seed: int, cold: float, dataset: str = "movielens") -> Path:
+    return out_dir(dataset) / f"run-{method}-cold{cold:g}-seed{seed}.json"
+
+
+def config(method: str, seed: int, cold: float, dataset: str = "movielens"):
     from recattn_lessons.train import TrainConfig
 
     m = METHODS[method]
-    return TrainConfig(**{**m, **EPOCHS[m["model"]], "seed": seed, "cold_items": cold, "device": "cpu",
-                          "progress": False})
+    return TrainConfig(**{**m, **EPOCHS[m["model"]], "seed": seed, "cold_items": cold, "dataset": dataset,
+                          "device": "auto", "progress": False})
 
 
 def cold_stats(top10, ranks, split, cold_ids) -> dict:
@@ -89,14 +95,15 @@ def cold_stats(top10, ranks, split, cold_ids) -> dict:
     return out
 
 
-def train_one(method: str, seed: int, cold: float, save: Path | None = None) -> dict:
+def train_one(method: str, seed: int, cold: float, save: Path | None = None,
+              dataset: str = "movielens") -> dict:
     import torch
 
     from recattn_lessons.data.splits import held_out_item_ids
     from recattn_lessons.train import run
     from recattn_lessons.train.evaluate import top_k_lists
 
-    cfg = config(method, seed, cold)
+    cfg = config(method, seed, cold, dataset)
     t0 = time.perf_counter()
     result = run(cfg)
     items, scores, ranks = top_k_lists(result.model, result.split, "test", cfg.maxlen, 10,
@@ -125,14 +132,14 @@ def cmd_train(args) -> int:
 
     if args.threads:
         torch.set_num_threads(args.threads)
-    OUT.mkdir(parents=True, exist_ok=True)
+    out_dir(args.dataset).mkdir(parents=True, exist_ok=True)
     cpu = environment("cpu")["cpu"]
     for method in args.only:
         for seed in args.seeds:
-            path = run_file(method, seed, args.cold)
+            path = run_file(method, seed, args.cold, args.dataset)
             if path.exists() and not args.force:
                 continue
-            row = train_one(method, seed, args.cold, args.save)
+            row = train_one(method, seed, args.cold, args.save, args.dataset)
             row["cpu"] = cpu
             path.write_text(json.dumps(row) + "\n")
             print(f"{method} seed {seed} cold {args.cold:g}: test NDCG@10 "
@@ -286,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     t.add_argument("--seeds", nargs="+", type=int, default=list(SEEDS))
     t.add_argument("--cold", type=float, default=0.0, help="share of items held out of training")
     t.add_argument("--threads", type=int, default=None)
+    t.add_argument("--dataset", default="movielens", help="ml-1m: the full mode (GroupLens download, "
+                   "e5 embeddings computed once and cached; not run in CI)")
     t.add_argument("--force", action="store_true", help="redo runs whose file exists")
     t.add_argument("--save", type=Path, default=None, help="folder for the trained weights (not committed)")
     i = sub.add_parser("ids", help="build every kind of semantic ID and measure it")

@@ -1,9 +1,11 @@
-"""What the three ``test_grading_mutants*.py`` files share: a catalogue of learner
+"""What the ``test_grading_mutants*.py`` files share: a catalogue of learner
 programs per exercise (wrong ones with the words their verdict must contain,
-correct-but-unusual ones) and the assertions every program goes through."""
+correct-but-unusual ones), the assertions every program goes through, and the
+three tests that run them (:func:`catalogue_tests`)."""
 
 from __future__ import annotations
 
+import pytest
 import torch
 
 from recattn_lessons.grading import check
@@ -65,3 +67,26 @@ def assert_accepted_under_no_grad(eid: str, program) -> None:
         assert not torch.is_grad_enabled()  # the caller's mode is restored
     with torch.inference_mode():
         assert check(eid, program).passed
+
+
+def catalogue_tests(cat: Catalogue) -> tuple:
+    """The three tests every mutants file runs over its catalogue, to assign to ``test_*``
+    names at module level: each wrong program is rejected with its words, each correct
+    one accepted, and each exercise's last correct program accepted when ``check`` runs
+    under ``torch.no_grad()`` and ``torch.inference_mode()``."""
+    wrong, right = cat.cases_wrong(), cat.cases_right()
+    no_grad = [(e, len(progs) - 1, progs[-1]) for e, progs in cat.right.items()]
+
+    @pytest.mark.parametrize("eid, i, program, words", wrong, ids=case_ids(wrong, "wrong"))
+    def rejected(eid, i, program, words):
+        assert_rejected_and_named(eid, program, words)
+
+    @pytest.mark.parametrize("eid, i, program", right, ids=case_ids(right, "right"))
+    def accepted(eid, i, program):
+        assert_accepted(eid, program)
+
+    @pytest.mark.parametrize("eid, i, program", no_grad, ids=case_ids(no_grad, "nograd"))
+    def accepted_under_no_grad(eid, i, program):
+        assert_accepted_under_no_grad(eid, program)
+
+    return rejected, accepted, accepted_under_no_grad

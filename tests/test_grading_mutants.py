@@ -18,9 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mutant_catalogue import (
-    Catalogue, assert_accepted, assert_accepted_under_no_grad, assert_rejected_and_named, case_ids,
-)
+from mutant_catalogue import Catalogue, catalogue_tests
 from recattn_lessons.grading import exercises_attention, exercises_bugs, exercises_recsys
 
 NEG = float("-inf")
@@ -535,7 +533,6 @@ right(E)(lambda ut, ui, it, ii: tuple(t.to(ut.dtype) for t in fuse()(ut.double()
 # --------------------------------------------------------------------------
 # the tests
 # --------------------------------------------------------------------------
-CASES_WRONG, CASES_RIGHT = CAT.cases_wrong(), CAT.cases_right()
 
 
 def test_every_exercise_has_enough_programs():
@@ -543,16 +540,5 @@ def test_every_exercise_has_enough_programs():
     assert not few, f"exercises with < 6 wrong or < 3 correct programs: {few}"
 
 
-@pytest.mark.parametrize("eid, i, fn, words", CASES_WRONG, ids=case_ids(CASES_WRONG, "wrong"))
-def test_wrong_program_fails_and_names_the_mistake(eid, i, fn, words):
-    assert_rejected_and_named(eid, fn, words)
-
-
-@pytest.mark.parametrize("eid, i, fn", CASES_RIGHT, ids=case_ids(CASES_RIGHT, "right"))
-def test_correct_program_passes(eid, i, fn):
-    assert_accepted(eid, fn)
-
-
-@pytest.mark.parametrize("eid, i, fn", CASES_RIGHT[::4], ids=case_ids(CASES_RIGHT[::4], "right"))
-def test_correct_program_passes_when_check_runs_under_no_grad(eid, i, fn):
-    assert_accepted_under_no_grad(eid, fn)
+(test_wrong_program_fails_and_names_the_mistake, test_correct_program_passes,
+ test_correct_program_passes_under_no_grad) = catalogue_tests(CAT)

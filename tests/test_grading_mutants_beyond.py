@@ -13,9 +13,7 @@ import math
 import pytest
 import torch
 
-from mutant_catalogue import (
-    Catalogue, assert_accepted, assert_accepted_under_no_grad, assert_rejected_and_named, case_ids,
-)
+from mutant_catalogue import Catalogue, catalogue_tests
 from recattn_lessons.grading import EXERCISES, exercises_beyond as B
 
 CAT = Catalogue()
@@ -278,7 +276,6 @@ def test_fusion_reference_agrees_with_a_loop():
 # --------------------------------------------------------------------------
 # the tests
 # --------------------------------------------------------------------------
-CASES_WRONG, CASES_RIGHT = CAT.cases_wrong(), CAT.cases_right()
 
 
 def test_every_beyond_exercise_has_enough_programs():
@@ -287,16 +284,5 @@ def test_every_beyond_exercise_has_enough_programs():
     assert set(counts()) <= set(EXERCISES) and not few, few
 
 
-@pytest.mark.parametrize("eid, i, fn, words", CASES_WRONG, ids=case_ids(CASES_WRONG, "wrong"))
-def test_wrong_program_fails_and_names_the_mistake(eid, i, fn, words):
-    assert_rejected_and_named(eid, fn, words)
-
-
-@pytest.mark.parametrize("eid, i, fn", CASES_RIGHT, ids=case_ids(CASES_RIGHT, "right"))
-def test_correct_program_passes(eid, i, fn):
-    assert_accepted(eid, fn)
-
-
-@pytest.mark.parametrize("eid, i, fn", CASES_RIGHT[:: 3], ids=case_ids(CASES_RIGHT[:: 3], "nograd"))
-def test_correct_program_passes_under_no_grad(eid, i, fn):
-    assert_accepted_under_no_grad(eid, fn)
+(test_wrong_program_fails_and_names_the_mistake, test_correct_program_passes,
+ test_correct_program_passes_under_no_grad) = catalogue_tests(CAT)

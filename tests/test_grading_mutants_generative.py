@@ -15,9 +15,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from mutant_catalogue import (
-    Catalogue, assert_accepted, assert_accepted_under_no_grad, assert_rejected_and_named, case_ids,
-)
+from mutant_catalogue import Catalogue, catalogue_tests
 from recattn_lessons.grading import EXERCISES, check, exercises_generative as G
 from recattn_lessons.models.hstu import HSTUConfig, Block, hstu_mask
 
@@ -370,7 +368,6 @@ right(E)(gb())
 # --------------------------------------------------------------------------
 # the tests
 # --------------------------------------------------------------------------
-CASES_WRONG, CASES_RIGHT = CAT.cases_wrong(), CAT.cases_right()
 
 
 def test_every_generative_exercise_has_enough_programs():
@@ -379,19 +376,8 @@ def test_every_generative_exercise_has_enough_programs():
     assert set(counts()) <= set(EXERCISES) and not few, few
 
 
-@pytest.mark.parametrize("eid, i, fn, words", CASES_WRONG, ids=case_ids(CASES_WRONG, "wrong"))
-def test_wrong_program_fails_and_names_the_mistake(eid, i, fn, words):
-    assert_rejected_and_named(eid, fn, words)
-
-
-@pytest.mark.parametrize("eid, i, fn", CASES_RIGHT, ids=case_ids(CASES_RIGHT, "right"))
-def test_correct_program_passes(eid, i, fn):
-    assert_accepted(eid, fn)
-
-
-@pytest.mark.parametrize("eid, fn", [(e, progs[-1]) for e, progs in RIGHT.items()], ids=list(RIGHT))
-def test_correct_program_passes_when_check_runs_under_no_grad(eid, fn):
-    assert_accepted_under_no_grad(eid, fn)
+(test_wrong_program_fails_and_names_the_mistake, test_correct_program_passes,
+ test_correct_program_passes_under_no_grad) = catalogue_tests(CAT)
 
 
 # --------------------------------------------------------------------------

@@ -14,9 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mutant_catalogue import (
-    Catalogue, assert_accepted, assert_accepted_under_no_grad, assert_rejected_and_named, case_ids,
-)
+from mutant_catalogue import Catalogue, catalogue_tests
 
 NEG = float("-inf")
 CAT = Catalogue()
@@ -297,7 +295,6 @@ RIGHT[E] = [simple(params=False), simple(einsum=True), simple()]
 # --------------------------------------------------------------------------
 # the tests
 # --------------------------------------------------------------------------
-CASES_WRONG, CASES_RIGHT = CAT.cases_wrong(), CAT.cases_right()
 
 
 def test_every_module_exercise_has_enough_programs():
@@ -305,16 +302,5 @@ def test_every_module_exercise_has_enough_programs():
     assert len(counts()) == 5 and not few, few
 
 
-@pytest.mark.parametrize("eid, i, cls, words", CASES_WRONG, ids=case_ids(CASES_WRONG, "wrong"))
-def test_wrong_module_fails_and_names_the_mistake(eid, i, cls, words):
-    assert_rejected_and_named(eid, cls, words)
-
-
-@pytest.mark.parametrize("eid, i, cls", CASES_RIGHT, ids=case_ids(CASES_RIGHT, "right"))
-def test_correct_module_passes(eid, i, cls):
-    assert_accepted(eid, cls)
-
-
-@pytest.mark.parametrize("eid, cls", [(e, progs[-1]) for e, progs in RIGHT.items()], ids=list(RIGHT))
-def test_correct_module_passes_when_check_runs_under_no_grad(eid, cls):
-    assert_accepted_under_no_grad(eid, cls)
+(test_wrong_module_fails_and_names_the_mistake, test_correct_module_passes,
+ test_correct_module_passes_under_no_grad) = catalogue_tests(CAT)

