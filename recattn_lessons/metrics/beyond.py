@@ -17,7 +17,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-__all__ = ["intra_list_diversity", "catalog_coverage", "novelty", "gini_index",
+__all__ = ["jaccard_similarity", "intra_list_diversity", "catalog_coverage", "novelty", "gini_index",
            "genre_calibration", "exposure_counts"]
 
 
@@ -43,6 +43,16 @@ def _check_features(item_features: Tensor) -> Tensor:
     return item_features.to(torch.float64)
 
 
+def jaccard_similarity(items: Tensor, item_features: Tensor, dtype: torch.dtype = torch.float64) -> Tensor:
+    """``(U, C, C)`` Jaccard similarity ``|A & B| / |A | B|`` of the feature sets of each
+    row's items (``items`` ``(U, C)``, rows of ``item_features``); two empty sets: 1."""
+    f = (item_features[items] > 0).to(dtype)  # (U, C, F) binary
+    inter = f @ f.transpose(1, 2)  # (U, C, C) |A & B|
+    size = f.sum(-1)  # (U, C)
+    union = size[:, :, None] + size[:, None, :] - inter  # (U, C, C) |A | B|
+    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(inter))
+
+
 def intra_list_diversity(top_items: Tensor, item_features: Tensor, per_user: bool = False):
     """Mean pairwise distance between the items of each list (Ziegler et al., 2005).
 
@@ -54,11 +64,7 @@ def intra_list_diversity(top_items: Tensor, item_features: Tensor, per_user: boo
     """
     feats = _check_features(item_features)
     top = _check_lists(top_items, feats.shape[0] - 1, min_k=2)
-    f = (feats[top] > 0).to(torch.float64)  # (U, k, F) binary
-    inter = f @ f.transpose(1, 2)  # (U, k, k) |A & B|
-    size = f.sum(-1)  # (U, k)
-    union = size[:, :, None] + size[:, None, :] - inter  # (U, k, k) |A | B|
-    jaccard = torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(inter))
+    jaccard = jaccard_similarity(top, feats)  # (U, k, k), float64
     k = top.shape[1]
     upper = torch.triu(torch.ones(k, k, dtype=torch.bool), diagonal=1)  # pairs a < b
     ild = (1 - jaccard)[:, upper].mean(dim=1)  # (U,)

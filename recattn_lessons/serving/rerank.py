@@ -18,6 +18,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from ..metrics.beyond import jaccard_similarity as _jaccard
+
 __all__ = ["mmr_rerank", "mmr_select", "calibrated_rerank", "jaccard_similarity", "relevance"]
 
 
@@ -42,12 +44,9 @@ def relevance(scores: Tensor) -> Tensor:
 
 
 def jaccard_similarity(items: Tensor, item_features: Tensor) -> Tensor:
-    """``(U, C, C)`` Jaccard similarity of the candidates' feature sets (two empty sets: 1)."""
-    f = (item_features[items] > 0).to(torch.float32)  # (U, C, F)
-    inter = f @ f.transpose(1, 2)  # (U, C, C)
-    size = f.sum(-1)  # (U, C)
-    union = size[:, :, None] + size[:, None, :] - inter
-    return torch.where(union > 0, inter / union.clamp_min(1), torch.ones_like(inter))
+    """``(U, C, C)`` float32 Jaccard similarity of the candidates' feature sets (two empty
+    sets: 1): :func:`recattn_lessons.metrics.beyond.jaccard_similarity`, as MMR uses it."""
+    return _jaccard(items, item_features, torch.float32)
 
 
 def mmr_select(rel: Tensor, sim: Tensor, k: int, lam: float) -> Tensor:
@@ -83,7 +82,7 @@ def mmr_rerank(items: Tensor, scores: Tensor, item_features: Tensor, k: int = 10
         raise ValueError(f"lam must lie in [0, 1] (1 = the model's order), got {lam}")
     _check(items, scores, item_features, k)
     rel = relevance(scores.to(torch.float32))  # (U, C)
-    sim = jaccard_similarity(items, item_features)  # (U, C, C)
+    sim = jaccard_similarity(items, item_features)  # (U, C, C) float32
     return items.gather(1, mmr_select(rel, sim, k, lam))
 
 
