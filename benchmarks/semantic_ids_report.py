@@ -23,6 +23,7 @@ __all__ = ["load_runs", "seed_ndcgs", "comparison_rows", "comparison_table", "ve
            "ids_table", "decode_table", "render_section", "write_section", "NAMES"]
 
 NAMES = {
+    "popularity": "popularity (context)",
     "sasrec": "SASRec (item ids)",
     "sasrec-text": "SASRec + e5 text embedding",
     "genret-random": "generative retrieval, random IDs",
@@ -49,12 +50,15 @@ to GroupLens (`recattn_lessons.data.grouplens` downloads it; `--dataset ml-1m` f
 def load_runs(folder: Path, lesson09: Path | None = None) -> dict[tuple[str, float, int], dict]:
     """``{(method, cold share, seed): row}`` of every ``run-*.json`` in ``folder``; with
     ``lesson09``, its retrained SASRec pick (``topk-sasrec-lr0.001-dropout0.2-seed*.json``, the
-    same configuration on the same split) fills ``("sasrec", 0.0, seed)``."""
+    same configuration on the same split) fills ``("sasrec", 0.0, seed)``, and its popularity
+    runs ``("popularity", 0.0, seed)`` (a floor, for context)."""
     runs = {}
     if lesson09 is not None:
-        for p in sorted(lesson09.glob("topk-sasrec-lr0.001-dropout0.2-seed*.json")):
-            r = json.loads(p.read_text())
-            runs[("sasrec", 0.0, r["seed"])] = {**r, "method": "sasrec", "cold": 0.0}
+        for method, pattern in (("sasrec", "topk-sasrec-lr0.001-dropout0.2-seed*.json"),
+                                ("popularity", "topk-popularity-seed*.json")):
+            for p in sorted(lesson09.glob(pattern)):
+                r = json.loads(p.read_text())
+                runs[(method, 0.0, r["seed"])] = {**r, "method": method, "cold": 0.0}
     for p in sorted(folder.glob("run-*.json")):
         r = json.loads(p.read_text())
         runs[(r["method"], float(r["cold"]), r["seed"])] = r
@@ -148,6 +152,7 @@ def cold_rows(runs: dict, cold: float) -> list[dict]:
         rows.append({"method": m, "seeds": seeds,
                      "n_cold_test_users": _mean_std([x["n_cold_test_users"] for x in st]),
                      "cold_ndcg@10": _mean_std([x["cold_users"]["ndcg@10"] for x in st if "cold_users" in x]),
+                     "cold_mrr": _mean_std([x["cold_users"]["mrr"] for x in st if "cold_users" in x]),
                      "warm_ndcg@10": _mean_std([x["warm_users"]["ndcg@10"] for x in st if "warm_users" in x]),
                      "cold_share_of_slots": _mean_std([x["cold_share_of_slots"] for x in st]),
                      "distinct_cold_items_shown": _mean_std([x["distinct_cold_items_shown"] for x in st])})
@@ -155,10 +160,11 @@ def cold_rows(runs: dict, cold: float) -> list[dict]:
 
 
 def cold_table(rows: list[dict]) -> str:
-    head = ("| method | seeds | users with a cold test item | NDCG@10, those users | NDCG@10, the others "
-            "| share of top-10 slots on cold items | distinct cold items shown |\n|---|---|---|---|---|---|---|\n")
+    head = ("| method | seeds | users with a cold test item | NDCG@10, those users | MRR, those users "
+            "| NDCG@10, the others | share of top-10 slots on cold items | distinct cold items shown |\n"
+            "|---|---|---|---|---|---|---|---|\n")
     lines = [f"| {NAMES[r['method']]} | {len(r['seeds'])} | {r['n_cold_test_users'][0]:.0f} "
-             f"| {r['cold_ndcg@10'][0]:.4f} ± {r['cold_ndcg@10'][1]:.4f} "
+             f"| {r['cold_ndcg@10'][0]:.4f} ± {r['cold_ndcg@10'][1]:.4f} | {r['cold_mrr'][0]:.5f} "
              f"| {r['warm_ndcg@10'][0]:.4f} ± {r['warm_ndcg@10'][1]:.4f} "
              f"| {100 * r['cold_share_of_slots'][0]:.2f}% | {r['distinct_cold_items_shown'][0]:.0f} |"
              for r in rows]

@@ -67,12 +67,12 @@ def test_lesson09_sasrec_fills_the_standard_split_and_cold_runs_stay_apart(tmp_p
     (l9 / "topk-sasrec-lr0.001-dropout0.2-seed0.json").write_text(json.dumps({"seed": 0, "test_ranks_full": [0, 1]}))
     _write(tmp_path, [_row("sasrec", 0, [5, 5], cold=0.05, cold_items={
         "n_cold_test_users": 1, "cold_share_of_slots": 0.0, "distinct_cold_items_shown": 0,
-        "cold_users": {"ndcg@10": 0.0}, "warm_users": {"ndcg@10": 0.25}})])
+        "cold_users": {"ndcg@10": 0.0, "mrr": 0.001}, "warm_users": {"ndcg@10": 0.25}})])
     runs = rep.load_runs(tmp_path, l9)
     assert set(runs) == {("sasrec", 0.0, 0), ("sasrec", 0.05, 0)}
     (c,) = rep.cold_rows(runs, 0.05)
     assert c["warm_ndcg@10"] == (0.25, 0.0) and c["cold_share_of_slots"] == (0.0, 0.0)
-    assert "| 0.0000 ± 0.0000 | 0.2500 ± 0.0000 | 0.00% | 0 |" in rep.cold_table([c])
+    assert "| 0.0000 ± 0.0000 | 0.00100 | 0.2500 ± 0.0000 | 0.00% | 0 |" in rep.cold_table([c])
 
 
 def test_section_renders_between_its_markers_and_replaces_itself(tmp_path):
