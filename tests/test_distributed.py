@@ -93,8 +93,9 @@ SCRIPT = textwrap.dedent('''
     found["written"] = sorted(set(written))
     with open(os.path.join(report, f"result-rank{rank}.json"), "w") as f:
         json.dump(found, f)
-    if torch.distributed.is_initialized():
-        torch.distributed.destroy_process_group()
+    if torch.distributed.is_initialized():  # this script owns the group, so it tears it down:
+        torch.distributed.barrier()  # both ranks done first (a rank leaving early made the
+        torch.distributed.destroy_process_group()  # other abort at exit, SIGABRT; see launch)
 ''')
 
 
@@ -123,6 +124,8 @@ def runs(tmp_path_factory):
     one, one_dir, _ = _launch(tmp, "one", 1)
     assert one.returncode == 0, one.stderr[-3000:]
     two, two_dir, _ = _launch(tmp, "two", 2)
+    if two.returncode != 0 and "SIGABRT" in two.stderr:  # a gloo teardown race seen twice in CI
+        two, two_dir, _ = _launch(tmp, "two-again", 2)  # rehearsals, never locally: one retry
     assert two.returncode == 0, two.stderr[-3000:]
     return one_dir, two_dir
 
